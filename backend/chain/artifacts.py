@@ -1,0 +1,22 @@
+"""Load the compiled contract (Hardhat artifacts: ABI and bytecode) that Python deploys and calls."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from backend.chain.anvil import REPO_ROOT
+
+ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "contracts"
+
+
+@cache
+def load_artifact(name: str = "AutoPool", source: str | None = None) -> dict[str, Any]:
+    """The Hardhat artifact of contract `name` (from `contracts/<source or name>.sol`)."""
+    path = ARTIFACTS_DIR / f"{source or name}.sol" / f"{name}.json"
+    if not path.exists():
+        raise RuntimeError(f"{path} missing: run `npx hardhat compile` first")
+    data: dict[str, Any] = json.loads(Path(path).read_text())
+    return data
