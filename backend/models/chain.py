@@ -1,0 +1,50 @@
+"""Raw contract events (one row per log, forever) and the listener's sync cursor."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.models.base import Address, Base, BigPK, CreatedAt, Hash32
+
+
+class ChainEvent(Base):
+    """A confirmed log of the contract. (chain_id, tx_hash, log_index) is unique, so ingesting
+    the same range twice (restarts, replays, two listeners) stores each log once."""
+
+    __tablename__ = "chain_events"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_chain_events_log"),
+    )
+
+    id: Mapped[BigPK]
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract: Mapped[str] = mapped_column(Address)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    block_hash: Mapped[str] = mapped_column(Hash32)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(Hash32)
+    log_index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(JSONB)  # ints as decimal strings
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[CreatedAt]
+
+
+class BlockchainSync(Base):
+    """How far the listener has ingested (confirmed blocks only)."""
+
+    __tablename__ = "blockchain_sync"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "<chainId>:<contract>"
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract: Mapped[str] = mapped_column(Address)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    last_block_hash: Mapped[str | None] = mapped_column(Hash32)
+    last_block_timestamp: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,98 @@
+"""Signed payloads (transactions), retopups and reward lines: the ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.models.base import Base, BigPK, CreatedAt, Hash32, Wei
+
+REWARD_STATUSES = ("pending", "reserved", "held", "batched", "claimable", "paid", "reinvested")
+# What the pool still owes: must equal the contract balance (DESIGN §4, conservation).
+LIABILITY_STATUSES = ("pending", "reserved", "held", "batched", "claimable")
+
+
+class Transaction(Base):
+    """A payload the signer signed for a participant's wallet (register / retopup), keyed by its
+    EIP-712 nonce, and what became of it on chain."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        CheckConstraint("kind IN ('register','retopup')", name="kind"),
+        CheckConstraint("status IN ('pending','confirmed','expired')", name="status"),
+    )
+
+    id: Mapped[BigPK]
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    nonce: Mapped[Decimal] = mapped_column(Wei, unique=True)
+    amount: Mapped[Decimal] = mapped_column(Wei)
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    plan_hash: Mapped[str] = mapped_column(Hash32)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    signature: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    tx_hash: Mapped[str | None] = mapped_column(Hash32)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[CreatedAt]
+
+
+class Retopup(Base):
+    __tablename__ = "retopups"
+
+    id: Mapped[BigPK]
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Wei)
+    nonce: Mapped[Decimal] = mapped_column(Wei, unique=True)
+    plan_hash: Mapped[str] = mapped_column(Hash32)
+    chain_event_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("chain_events.id"), unique=True
+    )
+    created_at: Mapped[CreatedAt]
+
+
+class Reward(Base):
+    """One reward line. Lines are created only from confirmed chain events, numbered within
+    their event (`line_no`), so replaying an event can never create a line twice."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (
+        UniqueConstraint("chain_event_id", "line_no", name="uq_rewards_event_line"),
+        CheckConstraint(f"status IN {REWARD_STATUSES!r}", name="status"),
+        CheckConstraint("amount >= 0", name="amount"),
+        Index("ix_rewards_status_user", "status", "user_id"),
+        Index("ix_rewards_reserved_node", "level", "earner_slot", "status"),
+        Index("ix_rewards_batch", "batch_id"),
+    )
+
+    id: Mapped[BigPK]
+    chain_event_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chain_events.id"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    amount: Mapped[Decimal] = mapped_column(Wei)
+    kind: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(16))
+    level: Mapped[int | None] = mapped_column(Integer)
+    earner_slot: Mapped[int | None] = mapped_column(BigInteger)
+    generation: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # registration | retopup | progression
+    plan_hash: Mapped[str] = mapped_column(Hash32)
+    batch_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("payout_batches.id"))
+    created_at: Mapped[CreatedAt]
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,120 @@
+"""Level trees, their nodes, placements and level-1 slot leases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.models.base import Base, BigPK, CreatedAt, Hash32, Wei
+
+
+class Pool(Base):
+    """One binary tree per level. `next_slot` is the high-water mark: every slot below it has
+    been leased or placed at least once."""
+
+    __tablename__ = "pools"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    price: Mapped[Decimal] = mapped_column(Wei)
+    next_slot: Mapped[int] = mapped_column(BigInteger, default=0)
+    node_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PoolNode(Base):
+    """A confirmed position. `filled` counts confirmed nodes in the three layers below it
+    (its matrix, 0..14); `reserved` is what its owner earned from the matrix's last placements."""
+
+    __tablename__ = "pool_nodes"
+    __table_args__ = (
+        UniqueConstraint("level", "slot", name="uq_pool_nodes_level_slot"),
+        CheckConstraint("filled BETWEEN 0 AND 14", name="filled"),
+        Index("ix_pool_nodes_user_level", "user_id", "level"),
+    )
+
+    id: Mapped[BigPK]
+    level: Mapped[int] = mapped_column(Integer, ForeignKey("pools.level"))
+    slot: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    filled: Mapped[int] = mapped_column(Integer, default=0)
+    reserved: Mapped[Decimal] = mapped_column(Wei, default=0)
+    completed: Mapped[bool] = mapped_column(Boolean, default=False)
+    placement_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("placements.id"))
+    created_at: Mapped[CreatedAt]
+
+
+class Placement(Base):
+    """A placement into a level: pending while its registration is unconfirmed."""
+
+    __tablename__ = "placements"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending','confirmed','expired')", name="status"),
+        CheckConstraint("source IN ('registration','progression')", name="source"),
+        Index(
+            "uq_placements_confirmed_slot",
+            "level",
+            "slot",
+            unique=True,
+            postgresql_where=text("status = 'confirmed'"),
+        ),
+    )
+
+    id: Mapped[BigPK]
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    level: Mapped[int] = mapped_column(Integer)
+    slot: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[Decimal] = mapped_column(Wei)
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    plan_hash: Mapped[str] = mapped_column(Hash32)
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("transactions.id"))
+    chain_event_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("chain_events.id"))
+    created_at: Mapped[CreatedAt]
+
+
+class SlotLease(Base):
+    """A level-1 slot held for a signed, not yet confirmed registration until `deadline`."""
+
+    __tablename__ = "slot_leases"
+    __table_args__ = (
+        CheckConstraint("status IN ('leased','confirmed','expired')", name="status"),
+        # Two live leases (or a lease and a confirmation) never share a slot.
+        Index(
+            "uq_slot_leases_live_slot",
+            "level",
+            "slot",
+            unique=True,
+            postgresql_where=text("status <> 'expired'"),
+        ),
+        Index(
+            "uq_slot_leases_live_user",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status <> 'expired'"),
+        ),
+        Index("ix_slot_leases_leased_slot", "level", "status", "slot"),
+    )
+
+    id: Mapped[BigPK]
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    slot: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    referrer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    transaction_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("transactions.id"))
+    deadline: Mapped[int] = mapped_column(BigInteger)  # unix seconds, compared to block time
+    status: Mapped[str] = mapped_column(String(16), default="leased")
+    created_at: Mapped[CreatedAt]
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
