@@ -7,8 +7,14 @@ These definitions are the single source of truth for what the signer signs and w
 
 from __future__ import annotations
 
+import ctypes
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from Crypto.Hash import keccak as _pycryptodome_keccak
 
 DOMAIN_NAME = "AutoPool"
 DOMAIN_VERSION = "1"
@@ -17,7 +23,9 @@ REGISTRATION_TYPE = (
     "Registration(address user,address referrer,uint256 slot,uint256 amount,"
     "bytes32 planHash,uint256 nonce,uint256 deadline)"
 )
-RETOPUP_TYPE = "Retopup(address user,uint256 amount,bytes32 planHash,uint256 nonce,uint256 deadline)"
+RETOPUP_TYPE = (
+    "Retopup(address user,uint256 amount,bytes32 planHash,uint256 nonce,uint256 deadline)"
+)
 PAYOUT_TYPE = "Payout(address recipient,uint256 amount)"
 PAYOUT_BATCH_TYPE = (
     "PayoutBatch(uint256 batchId,Payout[] payouts,uint256 nonce,uint256 deadline)" + PAYOUT_TYPE
@@ -96,3 +104,321 @@ def full_message(domain: Domain, primary_type: str, message: dict[str, Any]) -> 
         "domain": domain.as_dict(),
         "message": message,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Fast digest path.
+#
+# eth-account's `encode_typed_data` re-parses the type strings and walks the message generically
+# on every call (~0.5 ms). The three payloads here are fixed, so the type hashes and the domain
+# separator are computed once and each struct is ABI-encoded directly (every field is a 32-byte
+# word) and hashed. A test checks the result against eth-account on random payloads and the
+# contract checks it on chain.
+# --------------------------------------------------------------------------------------------
+
+EIP712_DOMAIN_TYPE = (
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+
+_UINT256_LIMIT = 1 << 256
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_ZERO12 = bytes(12)
+
+
+def _keccak_reference(data: bytes) -> bytes:
+    return _pycryptodome_keccak.new(digest_bits=256, data=data).digest()
+
+
+def _load_direct_keccak() -> Callable[[bytes], bytes] | None:
+    """keccak-256 calling pycryptodome's C library directly.
+
+    `Crypto.Hash.keccak.new(...).digest()` spends most of its ~20 µs building Python objects
+    around a 2 µs permutation. Reusing one C state per thread (reset → absorb → digest) is about
+    3× faster. The C entry points are pycryptodome internals, so the function is only used after
+    it reproduces the public API on test vectors; otherwise the public API is used.
+    """
+    try:
+        lib_dir = Path(_pycryptodome_keccak.__file__).parent
+        candidates = sorted(lib_dir.glob("_keccak*.so")) + sorted(lib_dir.glob("_keccak*.pyd"))
+        if not candidates:
+            return None
+        lib = ctypes.CDLL(str(candidates[0]))
+        init, reset, absorb, digest = (
+            lib.keccak_init,
+            lib.keccak_reset,
+            lib.keccak_absorb,
+            lib.keccak_digest,
+        )
+        init.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_ubyte]
+        reset.argtypes = [ctypes.c_void_p]
+        absorb.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        digest.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_ubyte]
+        for f in (init, reset, absorb, digest):
+            f.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+
+    local = threading.local()
+
+    def state() -> tuple[int, Any]:
+        # One C state and output buffer per thread: ctypes releases the GIL during calls.
+        st = ctypes.c_void_p()
+        if init(ctypes.byref(st), 64, 24) != 0 or st.value is None:
+            raise RuntimeError("keccak_init failed")
+        local.state = (st.value, ctypes.create_string_buffer(32))
+        return local.state  # type: ignore[no-any-return]
+
+    def keccak256_direct(data: bytes) -> bytes:
+        try:
+            st, out = local.state
+        except AttributeError:
+            st, out = state()
+        reset(st)
+        absorb(st, data, len(data))
+        digest(st, out, 32, 1)
+        return out.raw  # type: ignore[no-any-return]
+
+    try:
+        for vector in (b"", b"abc", bytes(range(256)) * 3):
+            if keccak256_direct(vector) != _keccak_reference(vector):
+                return None
+    except (RuntimeError, ctypes.ArgumentError):
+        return None
+    return keccak256_direct
+
+
+keccak256: Callable[[bytes], bytes] = _load_direct_keccak() or _keccak_reference
+"""keccak-256 (Ethereum's, not SHA3-256)."""
+
+EIP712_DOMAIN_TYPEHASH = keccak256(EIP712_DOMAIN_TYPE.encode())
+REGISTRATION_TYPEHASH = keccak256(REGISTRATION_TYPE.encode())
+RETOPUP_TYPEHASH = keccak256(RETOPUP_TYPE.encode())
+PAYOUT_TYPEHASH = keccak256(PAYOUT_TYPE.encode())
+PAYOUT_BATCH_TYPEHASH = keccak256(PAYOUT_BATCH_TYPE.encode())
+
+_FIELDS: dict[str, frozenset[str]] = {
+    name: frozenset(f["name"] for f in fields) for name, fields in TYPES.items()
+}
+
+
+class TypedDataError(ValueError):
+    """A message that does not fit its EIP-712 type; `field` names the offending field."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedMessage:
+    """A validated message reduced to what hashing and the signer's policy need.
+
+    `amount` is the value the signature authorizes to move: the payment for Registration and
+    Retopup, the sum of all payouts for PayoutBatch.
+    """
+
+    primary_type: str
+    struct_hash: bytes
+    nonce: int
+    deadline: int
+    amount: int
+    recipients: int = 0
+    batch_id: int | None = None
+
+
+_checksum_ok: dict[str, bytes] = {}
+_CHECKSUM_CACHE_MAX = 65_536
+
+
+def to_checksum_address(raw: bytes) -> str:
+    """EIP-55 checksum form of a 20-byte address."""
+    hex_addr = raw.hex()
+    hashed = keccak256(hex_addr.encode()).hex()
+    return "0x" + "".join(
+        c.upper() if c > "9" and int(h, 16) >= 8 else c
+        for c, h in zip(hex_addr, hashed[:40], strict=True)
+    )
+
+
+def parse_address(value: Any, field: str) -> bytes:
+    """A 20-byte address from 0x-hex. All-lowercase and all-uppercase forms are accepted as is;
+    a mixed-case form must carry a valid EIP-55 checksum (a typo is caught, not signed)."""
+    if not isinstance(value, str) or len(value) != 42 or value[:2] not in ("0x", "0X"):
+        raise TypedDataError(field, "expected a 0x-prefixed 20-byte hex address")
+    body = value[2:]
+    cached = _checksum_ok.get(body)
+    if cached is not None:
+        return cached
+    if not _HEX_DIGITS.issuperset(body):
+        raise TypedDataError(field, "expected a 0x-prefixed 20-byte hex address")
+    raw = bytes.fromhex(body)
+    mixed_case = not (body.islower() or body.isupper() or body.isdigit())
+    if mixed_case and to_checksum_address(raw)[2:] != body:
+        raise TypedDataError(field, "bad EIP-55 checksum")
+    if len(_checksum_ok) >= _CHECKSUM_CACHE_MAX:
+        _checksum_ok.clear()
+    _checksum_ok[body] = raw
+    return raw
+
+
+def parse_uint256(value: Any, field: str) -> int:
+    """A uint256 from an int or a plain decimal string (no sign, no underscores)."""
+    if type(value) is int:
+        n = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
+        n = int(value)
+    else:
+        raise TypedDataError(field, "expected a uint256 as an integer or a decimal string")
+    if not 0 <= n < _UINT256_LIMIT:
+        raise TypedDataError(field, "out of uint256 range")
+    return n
+
+
+def parse_bytes32(value: Any, field: str) -> bytes:
+    if (
+        not isinstance(value, str)
+        or len(value) != 66
+        or value[:2] not in ("0x", "0X")
+        or not _HEX_DIGITS.issuperset(value[2:])
+    ):
+        raise TypedDataError(field, "expected 0x-prefixed 32-byte hex")
+    return bytes.fromhex(value[2:])
+
+
+def _check_fields(primary_type: str, message: Any, where: str) -> None:
+    if not isinstance(message, dict):
+        raise TypedDataError(where, f"expected an object for {primary_type}")
+    expected = _FIELDS[primary_type]
+    if message.keys() != expected:
+        missing = sorted(expected - message.keys())
+        extra = sorted(message.keys() - expected)
+        raise TypedDataError(where, f"{primary_type} fields: missing {missing}, unexpected {extra}")
+
+
+def _word(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def _encode_registration(m: dict[str, Any]) -> EncodedMessage:
+    amount = parse_uint256(m["amount"], "amount")
+    nonce = parse_uint256(m["nonce"], "nonce")
+    deadline = parse_uint256(m["deadline"], "deadline")
+    encoded = b"".join(
+        (
+            REGISTRATION_TYPEHASH,
+            _ZERO12,
+            parse_address(m["user"], "user"),
+            _ZERO12,
+            parse_address(m["referrer"], "referrer"),
+            _word(parse_uint256(m["slot"], "slot")),
+            _word(amount),
+            parse_bytes32(m["planHash"], "planHash"),
+            _word(nonce),
+            _word(deadline),
+        )
+    )
+    return EncodedMessage("Registration", keccak256(encoded), nonce, deadline, amount)
+
+
+def _encode_retopup(m: dict[str, Any]) -> EncodedMessage:
+    amount = parse_uint256(m["amount"], "amount")
+    nonce = parse_uint256(m["nonce"], "nonce")
+    deadline = parse_uint256(m["deadline"], "deadline")
+    encoded = b"".join(
+        (
+            RETOPUP_TYPEHASH,
+            _ZERO12,
+            parse_address(m["user"], "user"),
+            _word(amount),
+            parse_bytes32(m["planHash"], "planHash"),
+            _word(nonce),
+            _word(deadline),
+        )
+    )
+    return EncodedMessage("Retopup", keccak256(encoded), nonce, deadline, amount)
+
+
+def _encode_payout_batch(m: dict[str, Any]) -> EncodedMessage:
+    batch_id = parse_uint256(m["batchId"], "batchId")
+    nonce = parse_uint256(m["nonce"], "nonce")
+    deadline = parse_uint256(m["deadline"], "deadline")
+    payouts = m["payouts"]
+    if not isinstance(payouts, list):
+        raise TypedDataError("payouts", "expected a list of {recipient, amount}")
+    hashes = []
+    total = 0
+    for i, p in enumerate(payouts):
+        where = f"payouts[{i}]"
+        _check_fields("Payout", p, where)
+        amount = parse_uint256(p["amount"], where + ".amount")
+        total += amount
+        hashes.append(
+            keccak256(
+                PAYOUT_TYPEHASH
+                + _ZERO12
+                + parse_address(p["recipient"], where + ".recipient")
+                + _word(amount)
+            )
+        )
+    encoded = (
+        PAYOUT_BATCH_TYPEHASH
+        + _word(batch_id)
+        + keccak256(b"".join(hashes))
+        + _word(nonce)
+        + _word(deadline)
+    )
+    return EncodedMessage(
+        "PayoutBatch", keccak256(encoded), nonce, deadline, total, len(payouts), batch_id
+    )
+
+
+_ENCODERS: dict[str, Callable[[dict[str, Any]], EncodedMessage]] = {
+    "Registration": _encode_registration,
+    "Retopup": _encode_retopup,
+    "PayoutBatch": _encode_payout_batch,
+}
+
+
+def encode_message(primary_type: str, message: Any) -> EncodedMessage:
+    """Validate `message` against `primary_type` and compute its EIP-712 struct hash.
+
+    Messages are JSON-friendly: addresses as 0x-hex, uint256 as int or decimal string, bytes32 as
+    0x-hex, `PayoutBatch.payouts` as a list of {"recipient", "amount"}. Unknown or missing
+    fields are errors. Raises TypedDataError.
+    """
+    encoder = _ENCODERS.get(primary_type)
+    if encoder is None:
+        raise TypedDataError("primaryType", f"unknown primary type {primary_type!r}")
+    _check_fields(primary_type, message, "message")
+    return encoder(message)
+
+
+def domain_separator(domain: Domain) -> bytes:
+    """`DOMAIN_SEPARATOR` as the contract computes it."""
+    return keccak256(
+        EIP712_DOMAIN_TYPEHASH
+        + keccak256(domain.name.encode())
+        + keccak256(domain.version.encode())
+        + _word(domain.chain_id)
+        + _ZERO12
+        + parse_address(domain.verifying_contract, "verifyingContract")
+    )
+
+
+class DomainHasher:
+    """EIP-712 digests for one domain, with the `0x1901 || domainSeparator` prefix precomputed."""
+
+    __slots__ = ("_prefix", "domain", "domain_separator")
+
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+        self.domain_separator = domain_separator(domain)
+        self._prefix = b"\x19\x01" + self.domain_separator
+
+    def digest_of(self, encoded: EncodedMessage) -> bytes:
+        return keccak256(self._prefix + encoded.struct_hash)
+
+    def digest(self, primary_type: str, message: Any) -> bytes:
+        """The 32-byte EIP-712 digest the contract recovers the signer from."""
+        return self.digest_of(encode_message(primary_type, message))
