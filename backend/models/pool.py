@@ -86,35 +86,31 @@ class Placement(Base):
 
 
 class SlotLease(Base):
-    """A level-1 slot held for a signed, not yet confirmed registration until `deadline`."""
+    """One row per level-1 slot ever leased. `leased` holds it for a signed registration until
+    `deadline` (unix seconds, compared with confirmed block time); `free` means its last lease
+    expired unpaid and it is the next to fill; `confirmed` means a registration took it."""
 
     __tablename__ = "slot_leases"
     __table_args__ = (
-        CheckConstraint("status IN ('leased','confirmed','expired')", name="status"),
-        # Two live leases (or a lease and a confirmation) never share a slot.
+        UniqueConstraint("level", "slot", name="uq_slot_leases_level_slot"),
+        CheckConstraint("status IN ('leased','confirmed','free')", name="status"),
+        # A participant holds at most one live lease.
         Index(
-            "uq_slot_leases_live_slot",
-            "level",
-            "slot",
-            unique=True,
-            postgresql_where=text("status <> 'expired'"),
-        ),
-        Index(
-            "uq_slot_leases_live_user",
+            "uq_slot_leases_leased_user",
             "user_id",
             unique=True,
-            postgresql_where=text("status <> 'expired'"),
+            postgresql_where=text("status = 'leased'"),
         ),
-        Index("ix_slot_leases_leased_slot", "level", "status", "slot"),
+        Index("ix_slot_leases_level_status_slot", "level", "status", "slot"),
     )
 
     id: Mapped[BigPK]
     level: Mapped[int] = mapped_column(Integer, default=1)
     slot: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
-    referrer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
-    transaction_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("transactions.id"))
-    deadline: Mapped[int] = mapped_column(BigInteger)  # unix seconds, compared to block time
+    referrer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("transactions.id"))
+    deadline: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="leased")
     created_at: Mapped[CreatedAt]
-    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 21:34:08.800616
+Create Date: 2026-11-22 21:35:29.079953
 """
 
 from collections.abc import Sequence
@@ -406,8 +406,8 @@ def upgrade() -> None:
         sa.Column("level", sa.Integer(), nullable=False),
         sa.Column("slot", sa.BigInteger(), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
-        sa.Column("referrer_id", sa.BigInteger(), nullable=False),
-        sa.Column("transaction_id", sa.BigInteger(), nullable=False),
+        sa.Column("referrer_id", sa.BigInteger(), nullable=True),
+        sa.Column("transaction_id", sa.BigInteger(), nullable=True),
         sa.Column("deadline", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column(
@@ -416,9 +416,9 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
             nullable=False,
         ),
-        sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "status IN ('leased','confirmed','expired')", name=op.f("ck_slot_leases_status")
+            "status IN ('leased','confirmed','free')", name=op.f("ck_slot_leases_status")
         ),
         sa.ForeignKeyConstraint(
             ["referrer_id"], ["users.id"], name=op.f("fk_slot_leases_referrer_id_users")
@@ -432,23 +432,17 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_slot_leases_user_id_users")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_slot_leases")),
+        sa.UniqueConstraint("level", "slot", name="uq_slot_leases_level_slot"),
     )
     op.create_index(
-        "ix_slot_leases_leased_slot", "slot_leases", ["level", "status", "slot"], unique=False
+        "ix_slot_leases_level_status_slot", "slot_leases", ["level", "status", "slot"], unique=False
     )
     op.create_index(
-        "uq_slot_leases_live_slot",
-        "slot_leases",
-        ["level", "slot"],
-        unique=True,
-        postgresql_where=sa.text("status <> 'expired'"),
-    )
-    op.create_index(
-        "uq_slot_leases_live_user",
+        "uq_slot_leases_leased_user",
         "slot_leases",
         ["user_id"],
         unique=True,
-        postgresql_where=sa.text("status <> 'expired'"),
+        postgresql_where=sa.text("status = 'leased'"),
     )
     op.create_table(
         "pool_nodes",
@@ -490,16 +484,11 @@ def downgrade() -> None:
     op.drop_index("ix_pool_nodes_user_level", table_name="pool_nodes")
     op.drop_table("pool_nodes")
     op.drop_index(
-        "uq_slot_leases_live_user",
+        "uq_slot_leases_leased_user",
         table_name="slot_leases",
-        postgresql_where=sa.text("status <> 'expired'"),
+        postgresql_where=sa.text("status = 'leased'"),
     )
-    op.drop_index(
-        "uq_slot_leases_live_slot",
-        table_name="slot_leases",
-        postgresql_where=sa.text("status <> 'expired'"),
-    )
-    op.drop_index("ix_slot_leases_leased_slot", table_name="slot_leases")
+    op.drop_index("ix_slot_leases_level_status_slot", table_name="slot_leases")
     op.drop_table("slot_leases")
     op.drop_index(
         "uq_placements_confirmed_slot",
