@@ -1,0 +1,134 @@
+"""Level-1 slot leases (DESIGN §3) as pure logic, no I/O.
+
+A registration leases the lowest free slot whose parent is confirmed, so every ancestor of a
+leased slot has an owner. A lease is live while ``now <= deadline`` (the contract accepts the
+payload while ``block.timestamp <= deadline``); ``now`` must be the timestamp of the latest
+*confirmed block the listener has processed*, so a registration that made it on-chain before its
+deadline is always confirmed before its slot can be leased again. Levels >= 2 have no leases:
+auto-progression takes the next slot (the level's node count) at once.
+
+`lowest_leasable_slot` is the reference rule (a scan: what the DB's indexed query must return);
+`SlotLeaseBook` is the O(log n) in-memory implementation the tests check against it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Set
+
+from backend.plan.errors import InconsistentState, NoLeasableSlot
+
+__all__ = ["SlotLeaseBook", "lease_is_live", "lowest_leasable_slot"]
+
+_FREE = 0
+_LEASED = 1
+_CONFIRMED = 2
+
+
+def lease_is_live(deadline: int, now: int) -> bool:
+    """A lease holds its slot until its deadline has passed on a confirmed block."""
+    return now <= deadline
+
+
+def lowest_leasable_slot(confirmed: Set[int], leases: Mapping[int, int], now: int) -> int:
+    """The slot the next registration must lease: the lowest slot that is not confirmed, not
+    under a live lease, and whose parent is confirmed. ``confirmed`` must contain the root (0);
+    ``leases`` maps slot -> deadline (expired entries are ignored)."""
+    if 0 not in confirmed:
+        raise InconsistentState("the root slot 0 must be confirmed")
+    top = max(confirmed)
+    for s in range(1, 2 * top + 3):
+        if s in confirmed:
+            continue
+        deadline = leases.get(s)
+        if deadline is not None and lease_is_live(deadline, now):
+            continue
+        if (s - 1) // 2 in confirmed:
+            return s
+    raise NoLeasableSlot("every free slot's parent is under a live lease")
+
+
+class SlotLeaseBook:
+    """Leases of one level-1 tree: lease the lowest leasable slot, confirm, reuse expired.
+
+    Candidates are slots whose parent is confirmed (a min-heap, stale entries skipped);
+    expired leases go back into it, so an expired lease's hole is the next to fill.
+    """
+
+    __slots__ = ("_candidates", "_deadline", "_expiries", "_state")
+
+    def __init__(self) -> None:
+        self._state = bytearray([_CONFIRMED])  # slot 0: the company's root
+        self._deadline: dict[int, int] = {}
+        self._candidates: list[int] = [1, 2]
+        self._expiries: list[tuple[int, int]] = []
+
+    def _grow(self, slot: int) -> None:
+        if slot >= len(self._state):
+            self._state.extend(bytes(max(slot + 1 - len(self._state), len(self._state))))
+
+    def is_confirmed(self, slot: int) -> bool:
+        return slot < len(self._state) and self._state[slot] == _CONFIRMED
+
+    def live_lease(self, slot: int, now: int) -> bool:
+        d = self._deadline.get(slot)
+        return d is not None and lease_is_live(d, now)
+
+    def confirmed_slots(self) -> set[int]:
+        return {s for s, v in enumerate(self._state) if v == _CONFIRMED}
+
+    def leases(self) -> dict[int, int]:
+        """Slot -> deadline of every unconfirmed lease not yet reclaimed."""
+        return dict(self._deadline)
+
+    def _reclaim(self, now: int) -> None:
+        exp = self._expiries
+        while exp and not lease_is_live(exp[0][0], now):
+            deadline, slot = heapq.heappop(exp)
+            if self._state[slot] == _LEASED and self._deadline.get(slot) == deadline:
+                self._state[slot] = _FREE
+                del self._deadline[slot]
+                heapq.heappush(self._candidates, slot)
+
+    def peek(self, now: int) -> int:
+        """The slot `lease` would return at ``now`` (reclaims expired leases)."""
+        self._reclaim(now)
+        cand = self._candidates
+        state = self._state
+        while cand:
+            s = cand[0]
+            if s >= len(state) or state[s] == _FREE:
+                return s
+            heapq.heappop(cand)  # stale: leased or confirmed since it was pushed
+        raise NoLeasableSlot("every free slot's parent is under a live lease")
+
+    def lease(self, now: int, deadline: int) -> int:
+        """Lease the lowest leasable slot until ``deadline``."""
+        if not lease_is_live(deadline, now):
+            raise InconsistentState(f"deadline {deadline} has already passed at {now}")
+        s = self.peek(now)
+        heapq.heappop(self._candidates)
+        self._grow(s)
+        self._state[s] = _LEASED
+        self._deadline[s] = deadline
+        heapq.heappush(self._expiries, (deadline, s))
+        return s
+
+    def confirm(self, slot: int) -> None:
+        """A registration for ``slot`` was confirmed: fix the slot, open its children."""
+        if slot >= len(self._state) or self._state[slot] != _LEASED:
+            raise InconsistentState(f"slot {slot} is not under a lease")
+        self._state[slot] = _CONFIRMED
+        del self._deadline[slot]
+        heapq.heappush(self._candidates, 2 * slot + 1)
+        heapq.heappush(self._candidates, 2 * slot + 2)
+
+    def lease_and_confirm(self, now: int = 0) -> int:
+        """Lease and confirm at once (a registration confirmed in the block it was leased in)."""
+        s = self.peek(now)
+        heapq.heappop(self._candidates)
+        self._grow(s)
+        self._state[s] = _CONFIRMED
+        heapq.heappush(self._candidates, 2 * s + 1)
+        heapq.heappush(self._candidates, 2 * s + 2)
+        return s
