@@ -80,11 +80,16 @@ def start_anvil(
     port = port or free_port()
     args = [
         str(ANVIL_BIN),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--chain-id", str(chain_id),
-        "--accounts", str(accounts),
-        "--balance", str(balance_ether),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chain-id",
+        str(chain_id),
+        "--accounts",
+        str(accounts),
+        "--balance",
+        str(balance_ether),
         "--silent",
     ]
     if block_time is not None:

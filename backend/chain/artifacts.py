@@ -1,4 +1,4 @@
-"""Load the compiled contract (Hardhat artifacts: ABI and bytecode) that Python deploys and calls."""
+"""Load the compiled contract (Hardhat artifacts: ABI, bytecode) that Python deploys."""
 
 from __future__ import annotations
 

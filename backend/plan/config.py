@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -148,6 +149,11 @@ class PlanConfig(BaseModel):
         """The sponsor's DIRECT share of a registration paying ``amount`` (floored)."""
         return amount * self.direct_bps // BPS
 
+    @cached_property
+    def constants(self) -> PlanConstants:
+        """Precomputed numbers for the engine's hot path (not part of the document)."""
+        return PlanConstants(self)
+
     # -- canonical form and hash ----------------------------------------------------------
 
     def canonical_json(self) -> bytes:
@@ -164,6 +170,53 @@ class PlanConfig(BaseModel):
     def plan_hash_hex(self) -> str:
         """`plan_hash` as a 0x-prefixed hex string."""
         return "0x" + self.plan_hash().hex()
+
+
+class PlanConstants:
+    """Per-plan numbers the engine needs on every placement, computed once.
+
+    `split(amount)` memoises the floored shares of a placement amount: placements repeat a few
+    amounts (one per level), so the divisions are done once per amount, not per event.
+    """
+
+    __slots__ = (
+        "_splits",
+        "company_bps",
+        "direct_bps",
+        "layer_bps",
+        "level_bps",
+        "level_prices",
+        "levels",
+        "reserve_from",
+        "reserve_policy",
+    )
+
+    def __init__(self, plan: PlanConfig) -> None:
+        self.layer_bps = plan.layer_bps
+        self.company_bps = plan.company_bps
+        self.direct_bps = plan.direct_bps
+        self.level_bps = plan.level_bps
+        self.level_prices = plan.level_prices
+        self.levels = plan.levels
+        self.reserve_policy = plan.reserve_policy
+        # A line is reserved when the earner's matrix count after the placement exceeds this.
+        self.reserve_from = MATRIX_SIZE - plan.reserve_slots
+        self._splits: dict[int, tuple[int, int, int, int, int]] = {}
+
+    def split(self, amount: int) -> tuple[int, int, int, int, int]:
+        """(POOL_L1, POOL_L2, POOL_L3, company, dust) of a placement of ``amount`` wei: each
+        share floored, the dust what flooring left; they sum to ``amount``."""
+        got = self._splits.get(amount)
+        if got is None:
+            b1, b2, b3 = self.layer_bps
+            s1 = amount * b1 // BPS
+            s2 = amount * b2 // BPS
+            s3 = amount * b3 // BPS
+            company = amount * self.company_bps // BPS
+            got = (s1, s2, s3, company, amount - s1 - s2 - s3 - company)
+            if len(self._splits) < 1024:  # amounts are per level; never grows unbounded
+                self._splits[amount] = got
+        return got
 
 
 def parse_plan(document: str | bytes) -> PlanConfig:

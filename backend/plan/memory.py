@@ -35,6 +35,7 @@ COMPANY_ID = 0
 """The company is participant 0, the root participant, and owns slot 0 of every level."""
 
 _NO_OWNER = -1
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 _PENDING = RewardStatus.PENDING
 _HELD = RewardStatus.HELD
 _RESERVED = RewardStatus.RESERVED
@@ -146,10 +147,25 @@ class MemoryPool:
     def ancestors(self, level: int, slot: int) -> list[Ancestor]:
         """The (node, owner) views `engine.place` needs for ``slot``: O(1) rows."""
         tree = self.levels[level]
+        owner, filled, reserved, completed = tree.owner, tree.filled, tree.reserved, tree.completed
+        sponsor, frozen, has_retopup = self.sponsor, self.frozen, self.has_retopup
         out: list[Ancestor] = []
-        for s in engine.ancestor_slots(slot):
-            node = tree.view(level, s)
-            out.append((node, self.participant(node.owner_id)))
+        s = slot
+        for _ in range(3):
+            if s <= 0:
+                break
+            s = (s - 1) // 2
+            o = owner[s]
+            sp = sponsor[o]
+            out.append(
+                (
+                    _new(NodeView, (level, s, o, filled[s], reserved[s], completed[s] == 1)),
+                    _new(
+                        Participant,
+                        (o, None if sp < 0 else sp, frozen[o] == 1, has_retopup[o] == 1),
+                    ),
+                )
+            )
         return out
 
     def generations(self, pid: int) -> list[Participant]:

@@ -1,0 +1,3 @@
+from listener.main import main
+
+main()

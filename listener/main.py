@@ -1,0 +1,76 @@
+"""`autopool-listener`: one active copy (a Postgres advisory lock elects it; a standby waits)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from sqlalchemy import text
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from backend.core.db import LOCK_LISTENER_LEADER, make_engine, make_sessionmaker
+from backend.core.logging import configure_logging, log
+from backend.core.settings import Settings, get_settings
+from listener.sync import ChainSync, DeepReorg
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    w3 = AsyncWeb3(AsyncHTTPProvider(settings.rpc_url))
+    sync = ChainSync(
+        sessions, w3, settings.chain_id, settings.contract_address,
+        confirmations=settings.confirmations, max_range=settings.listener_batch_blocks,
+    )
+    try:
+        async with engine.connect() as leader:
+            # Session-level lock on a connection held for the process's life: if this process
+            # dies, Postgres drops the connection and a standby takes over.
+            while not stop.is_set():
+                got = await leader.scalar(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_LISTENER_LEADER}
+                )
+                await leader.commit()
+                if got:
+                    break
+                log.info("listener standby: another copy is active")
+                await _sleep(stop, 5)
+            log.info("listener active", contract=settings.contract_address)
+            while not stop.is_set():
+                try:
+                    settled = await sync.sync_once()
+                    if settled:
+                        log.info("listener synced", events=settled)
+                except DeepReorg:
+                    log.exception("listener halted")
+                    raise
+                except Exception:
+                    log.exception("listener sync failed; retrying")
+                await _sleep(stop, settings.listener_poll_seconds)
+    finally:
+        await engine.dispose()
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(json=settings.log_json)
+    stop = asyncio.Event()
+
+    async def _main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

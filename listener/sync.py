@@ -1,0 +1,140 @@
+"""Ingest confirmed contract logs into `chain_events` and settle them, block range by range.
+
+A range is ingested and settled in one transaction together with the cursor, so a crash at
+any point leaves either all of it or none of it; the unique key per log makes re-ingesting a
+range harmless. Only blocks `confirmations` deep are read; if the block under the cursor has
+been replaced (a reorg deeper than that), the listener stops and says so rather than guess.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from web3 import AsyncWeb3
+
+from backend.core.db import unit_of_work
+from backend.core.logging import log
+from backend.models import BlockchainSync, ChainEvent
+from listener.dispatch import HANDLERS
+from listener.events import EventDecoder
+
+EVENTS_SETTLED = Counter("autopool_listener_events_total", "Events settled", ["event"])
+LAST_BLOCK = Gauge("autopool_listener_last_block", "Last confirmed block ingested")
+
+
+class DeepReorg(RuntimeError):
+    """The block under the cursor is no longer canonical."""
+
+
+class ChainSync:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        w3: AsyncWeb3,
+        chain_id: int,
+        contract: str,
+        *,
+        confirmations: int = 2,
+        start_block: int = 0,
+        max_range: int = 2_000,
+    ) -> None:
+        self.sessions = sessions
+        self.w3 = w3
+        self.chain_id = chain_id
+        self.contract = AsyncWeb3.to_checksum_address(contract)
+        self.confirmations = confirmations
+        self.start_block = start_block
+        self.max_range = max_range
+        self.decoder = EventDecoder(w3, self.contract)
+        self.sync_id = f"{chain_id}:{self.contract}"
+
+    async def _cursor(self, session: AsyncSession) -> BlockchainSync:
+        await session.execute(
+            insert(BlockchainSync)
+            .values(
+                id=self.sync_id,
+                chain_id=self.chain_id,
+                contract=self.contract,
+                last_block=self.start_block - 1,
+                last_block_timestamp=0,
+            )
+            .on_conflict_do_nothing()
+        )
+        cursor = await session.scalar(
+            select(BlockchainSync).where(BlockchainSync.id == self.sync_id).with_for_update()
+        )
+        assert cursor is not None
+        return cursor
+
+    async def sync_once(self) -> int:
+        """Ingest and settle every confirmed block not yet seen; returns events settled."""
+        settled = 0
+        while True:
+            head = await self.w3.eth.block_number
+            confirmed = head - self.confirmations
+            async with unit_of_work(self.sessions) as session:
+                cursor = await self._cursor(session)
+                if cursor.last_block >= confirmed:
+                    return settled
+                if cursor.last_block_hash is not None and cursor.last_block >= 0:
+                    block = await self.w3.eth.get_block(cursor.last_block)
+                    if block["hash"].to_0x_hex() != cursor.last_block_hash:
+                        raise DeepReorg(
+                            f"block {cursor.last_block} changed under the cursor: "
+                            "a reorg deeper than the confirmation depth; manual replay needed"
+                        )
+                start = cursor.last_block + 1
+                end = min(confirmed, start + self.max_range - 1)
+                settled += await self._ingest(session, start, end)
+                tip = await self.w3.eth.get_block(end)
+                cursor.last_block, cursor.last_block_hash = end, tip["hash"].to_0x_hex()
+                cursor.last_block_timestamp = int(tip["timestamp"])
+                cursor.updated_at = datetime.now(UTC)
+            LAST_BLOCK.set(end)
+
+    async def _ingest(self, session: AsyncSession, start: int, end: int) -> int:
+        logs = await self.w3.eth.get_logs(
+            {"address": self.contract, "fromBlock": start, "toBlock": end}
+        )
+        block_ts: dict[int, int] = {}
+        settled = 0
+        for entry in sorted(logs, key=lambda x: (x["blockNumber"], x["logIndex"])):
+            decoded = self.decoder.decode(entry)
+            if decoded is None:
+                continue
+            name, args = decoded
+            number = int(entry["blockNumber"])
+            if number not in block_ts:
+                block_ts[number] = int((await self.w3.eth.get_block(number))["timestamp"])
+            event_id = await session.scalar(
+                insert(ChainEvent)
+                .values(
+                    chain_id=self.chain_id,
+                    contract=self.contract,
+                    block_number=number,
+                    block_hash=entry["blockHash"].to_0x_hex(),
+                    block_timestamp=block_ts[number],
+                    tx_hash=entry["transactionHash"].to_0x_hex(),
+                    log_index=int(entry["logIndex"]),
+                    name=name,
+                    args=args,
+                )
+                .on_conflict_do_nothing()
+                .returning(ChainEvent.id)
+            )
+            if event_id is None:
+                continue  # already ingested and settled
+            event = await session.get(ChainEvent, event_id)
+            assert event is not None
+            handler = HANDLERS.get(name)
+            if handler is not None:
+                await handler(session, event)
+            event.processed_at = datetime.now(UTC)
+            EVENTS_SETTLED.labels(name).inc()
+            log.info("event settled", event=name, block=number, tx=event.tx_hash)
+            settled += 1
+        return settled
