@@ -1,0 +1,216 @@
+"""AutoPool happy paths: what each entry point accepts, what it emits, and the admin surface."""
+
+from __future__ import annotations
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+from web3.exceptions import Web3RPCError
+
+from backend.chain import typed_data
+from tests.contracts.conftest import ETHER, PLAN_HASH, PoolHarness
+
+
+def test_typehashes_equal_the_backend_type_strings(harness: PoolHarness) -> None:
+    fns = harness.pool.functions
+    assert fns.REGISTRATION_TYPEHASH().call() == keccak(text=typed_data.REGISTRATION_TYPE)
+    assert fns.RETOPUP_TYPEHASH().call() == keccak(text=typed_data.RETOPUP_TYPE)
+    assert fns.PAYOUT_TYPEHASH().call() == keccak(text=typed_data.PAYOUT_TYPE)
+    assert fns.PAYOUT_BATCH_TYPEHASH().call() == keccak(text=typed_data.PAYOUT_BATCH_TYPE)
+
+
+def test_digests_equal_eth_account_eip712_hashes(harness: PoolHarness) -> None:
+    h = harness
+    cases = [
+        ("Registration", h.registration(h.users[0]), h.pool.functions.registrationDigest),
+        ("Retopup", h.retopup_payload(h.users[0]), h.pool.functions.retopupDigest),
+        (
+            "PayoutBatch",
+            h.batch([(h.users[1], 3), (h.users[2], 5 * ETHER)]),
+            h.pool.functions.payoutBatchDigest,
+        ),
+    ]
+    for primary, msg, view in cases:
+        signable = encode_typed_data(full_message=typed_data.full_message(h.domain, primary, msg))
+        expected = keccak(b"\x19" + signable.version + signable.header + signable.body)
+        assert view(h.as_tuple(primary, msg)).call() == expected, primary
+
+
+def test_domain_separator_commits_to_name_version_chain_and_contract(harness: PoolHarness) -> None:
+    h = harness
+    domain_type = keccak(
+        text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    )
+    encoded = (
+        domain_type
+        + keccak(text="AutoPool")
+        + keccak(text="1")
+        + h.w3.eth.chain_id.to_bytes(32, "big")
+        + bytes(12)
+        + bytes.fromhex(h.pool.address[2:])
+    )
+    assert h.pool.functions.DOMAIN_SEPARATOR().call() == keccak(encoded)
+
+
+def test_constructor_sets_roles_and_emits_admin_state(harness: PoolHarness) -> None:
+    h = harness
+    fns = h.pool.functions
+    assert fns.owner().call() == h.owner
+    assert fns.signer().call() == Account.from_key(h.signer_key).address
+    assert fns.guardian().call() == h.guardian
+    assert fns.paused().call() is False
+    assert fns.outflowCap().call() == 10_000 * ETHER
+    assert fns.availableOutflow().call() == 10_000 * ETHER
+
+
+def test_register_accepts_signed_payload_and_emits_the_ledger_fields(harness: PoolHarness) -> None:
+    h = harness
+    user, referrer = h.users[0], h.users[1]
+    msg = h.registration(user, 20 * ETHER, referrer=referrer, slot=7)
+    receipt = h.send(h.register_fn(msg), user, 20 * ETHER)
+    assert receipt["status"] == 1
+    (event,) = h.events(receipt, "RegistrationAccepted")
+    assert dict(event["args"]) == {
+        "user": user,
+        "referrer": referrer,
+        "slot": 7,
+        "amount": 20 * ETHER,
+        "planHash": PLAN_HASH,
+        "nonce": msg["nonce"],
+    }
+    assert h.balance() == 20 * ETHER
+    assert h.pool.functions.isNonceUsed(msg["nonce"]).call()
+    word = h.pool.functions.nonceBitmap(msg["nonce"] >> 8).call()
+    assert word == 1 << (msg["nonce"] & 255)
+
+
+def test_deadline_equal_to_block_time_is_still_valid(harness: PoolHarness) -> None:
+    h = harness
+    at = h.now() + 100
+    msg = h.registration(h.users[0], ETHER, deadline=at)
+    h.w3.provider.make_request("evm_setNextBlockTimestamp", [at])  # type: ignore[arg-type]
+    assert h.send(h.register_fn(msg), h.users[0], ETHER)["status"] == 1
+
+
+def test_retopup_accepts_signed_payload_and_emits_the_ledger_fields(harness: PoolHarness) -> None:
+    h = harness
+    msg = h.retopup_payload(h.users[0], 40 * ETHER)
+    receipt = h.send(h.retopup_fn(msg), h.users[0], 40 * ETHER)
+    (event,) = h.events(receipt, "RetopupCompleted")
+    assert dict(event["args"]) == {
+        "user": h.users[0],
+        "amount": 40 * ETHER,
+        "planHash": PLAN_HASH,
+        "nonce": msg["nonce"],
+    }
+
+
+def test_batch_pays_every_recipient_and_summarises(harness: PoolHarness) -> None:
+    h = harness
+    h.register(h.users[0], 20 * ETHER)
+    before = [h.w3.eth.get_balance(u) for u in h.users[1:4]]
+    msg = h.batch([(h.users[1], ETHER), (h.users[2], 2 * ETHER), (h.users[3], 3 * ETHER)])
+    receipt = h.send(h.batch_fn(msg), h.sender)
+    paid = [dict(e["args"]) for e in h.events(receipt, "PayoutExecuted")]
+    assert paid == [
+        {"batchId": msg["batchId"], "recipient": h.users[i + 1], "amount": (i + 1) * ETHER}
+        for i in range(3)
+    ]
+    (summary,) = h.events(receipt, "BatchExecuted")
+    assert dict(summary["args"]) == {
+        "batchId": msg["batchId"],
+        "paidTotal": 6 * ETHER,
+        "deferredTotal": 0,
+        "recipientCount": 3,
+    }
+    after = [h.w3.eth.get_balance(u) for u in h.users[1:4]]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [ETHER, 2 * ETHER, 3 * ETHER]
+    assert h.balance() == 14 * ETHER
+    assert h.pool.functions.batchExecuted(msg["batchId"]).call()
+    assert h.pool.functions.availableOutflow().call() == 10_000 * ETHER - 6 * ETHER
+
+
+def test_anyone_may_submit_a_signed_batch(harness: PoolHarness) -> None:
+    h = harness
+    h.register(h.users[0], 20 * ETHER)
+    msg = h.batch([(h.users[1], ETHER)])
+    assert h.send(h.batch_fn(msg), h.users[5])["status"] == 1
+
+
+def test_plain_bnb_transfer_is_refused(harness: PoolHarness) -> None:
+    h = harness
+    try:
+        tx = {"from": h.users[0], "to": h.pool.address, "value": ETHER, "gas": 100_000}
+        receipt = h.w3.eth.wait_for_transaction_receipt(h.w3.eth.send_transaction(tx))
+        assert receipt["status"] == 0
+    except Web3RPCError:
+        pass
+    assert h.balance() == 0
+
+
+def test_signer_rotation_is_owner_only_and_emitted(harness: PoolHarness) -> None:
+    h = harness
+    new_signer = Account.from_key("0x" + "22" * 32).address
+    h.expect_revert(h.pool.functions.setSigner(new_signer), "NotOwner", h.users[0])
+    h.expect_revert(h.pool.functions.setSigner("0x" + "00" * 20), "ZeroAddress", h.owner)
+    receipt = h.send(h.pool.functions.setSigner(new_signer), h.owner)
+    (event,) = h.events(receipt, "SignerRotated")
+    assert dict(event["args"]) == {
+        "previous": Account.from_key(h.signer_key).address,
+        "next": new_signer,
+    }
+
+
+def test_cap_and_guardian_are_owner_only_and_emitted(harness: PoolHarness) -> None:
+    h = harness
+    fns = h.pool.functions
+    h.expect_revert(fns.setOutflowCap(1), "NotOwner", h.guardian)
+    h.expect_revert(fns.setGuardian(h.users[0]), "NotOwner", h.guardian)
+    receipt = h.send(fns.setOutflowCap(5 * ETHER), h.owner)
+    assert h.events(receipt, "OutflowCapSet")[0]["args"]["cap"] == 5 * ETHER
+    assert fns.availableOutflow().call() == 5 * ETHER
+    receipt = h.send(fns.setGuardian(h.users[0]), h.owner)
+    assert h.events(receipt, "GuardianSet")[0]["args"]["guardian"] == h.users[0]
+    assert fns.guardian().call() == h.users[0]
+
+
+def test_ownership_moves_in_two_steps(harness: PoolHarness) -> None:
+    h = harness
+    fns = h.pool.functions
+    new_owner = h.users[0]
+    h.expect_revert(fns.transferOwnership(new_owner), "NotOwner", new_owner)
+    h.send(fns.transferOwnership(new_owner), h.owner)
+    assert fns.owner().call() == h.owner
+    assert fns.pendingOwner().call() == new_owner
+    h.expect_revert(fns.acceptOwnership(), "NotPendingOwner", h.users[1])
+    receipt = h.send(fns.acceptOwnership(), new_owner)
+    (event,) = h.events(receipt, "OwnershipTransferred")
+    assert dict(event["args"]) == {"previous": h.owner, "next": new_owner}
+    assert fns.owner().call() == new_owner
+    h.expect_revert(fns.setOutflowCap(1), "NotOwner", h.owner)
+
+
+def test_owner_has_no_function_that_moves_funds(harness: PoolHarness) -> None:
+    """The ABI is the whole surface: only batches and claims send BNB out."""
+    names = {i["name"] for i in harness.pool.abi if i.get("type") == "function"}
+    mutating = {
+        i["name"]
+        for i in harness.pool.abi
+        if i.get("type") == "function" and i["stateMutability"] in ("nonpayable", "payable")
+    }
+    assert mutating == {
+        "register",
+        "retopup",
+        "executeBatchPayouts",
+        "claim",
+        "claimTo",
+        "setSigner",
+        "setOutflowCap",
+        "setGuardian",
+        "pause",
+        "unpause",
+        "transferOwnership",
+        "acceptOwnership",
+    }
+    assert not any(i.get("type") in ("receive", "fallback") for i in harness.pool.abi)
+    assert "withdraw" not in names and "rescue" not in names
