@@ -180,6 +180,7 @@ class PlanConstants:
     """
 
     __slots__ = (
+        "_retopup_splits",
         "_splits",
         "company_bps",
         "direct_bps",
@@ -202,6 +203,7 @@ class PlanConstants:
         # A line is reserved when the earner's matrix count after the placement exceeds this.
         self.reserve_from = MATRIX_SIZE - plan.reserve_slots
         self._splits: dict[int, tuple[int, int, int, int, int]] = {}
+        self._retopup_splits: dict[int, tuple[tuple[int, ...], int]] = {}
 
     def split(self, amount: int) -> tuple[int, int, int, int, int]:
         """(POOL_L1, POOL_L2, POOL_L3, company, dust) of a placement of ``amount`` wei: each
@@ -216,6 +218,16 @@ class PlanConstants:
             got = (s1, s2, s3, company, amount - s1 - s2 - s3 - company)
             if len(self._splits) < 1024:  # amounts are per level; never grows unbounded
                 self._splits[amount] = got
+        return got
+
+    def retopup_split(self, amount: int) -> tuple[tuple[int, ...], int]:
+        """(LEVEL share per generation, dust) of a retopup of ``amount`` wei, floored."""
+        got = self._retopup_splits.get(amount)
+        if got is None:
+            shares = tuple(amount * bps // BPS for bps in self.level_bps)
+            got = (shares, amount - sum(shares))
+            if len(self._retopup_splits) < 1024:
+                self._retopup_splits[amount] = got
         return got
 
 

@@ -1,0 +1,26 @@
+"""Dramatiq actors of the payouts domain (run by `dramatiq backend.payouts.tasks`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dramatiq
+
+import backend.core.broker  # noqa: F401 - sets the Redis broker before actors are declared
+from backend.core.logging import log
+from backend.core.settings import get_settings
+from backend.payouts.pipeline import settle_with_settings
+
+
+@dramatiq.actor(queue_name="settlement", max_retries=5, min_backoff=2_000)
+def settle_pending() -> None:
+    """Batch, sign and submit pending rewards. Safe to run concurrently and to retry: the
+    build takes an advisory lock and an unfinished batch is resumed, never rebuilt."""
+    result = asyncio.run(settle_with_settings(get_settings(), progress=log.info))
+    log.info(
+        "settlement run",
+        batch=result.batch_id,
+        recipients=result.recipients,
+        total=str(result.total),
+        tx=result.tx_hash,
+    )
