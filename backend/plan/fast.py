@@ -34,7 +34,7 @@ class FastMemoryPool(MemoryPool):
         self._retopup_split = c.retopup_split(plan.retopup_price)
         self._accumulate = plan.reserve_policy is ReservePolicy.ACCUMULATE
 
-    def register(self, sponsor_id: int | None, slot: int | None = None) -> int:
+    def register(self, sponsor_id: int | None, slot: int | None = None, now: int = 0) -> int:
         pending = self.pending
         held = self.held
         frozen = self.frozen
@@ -43,7 +43,7 @@ class FastMemoryPool(MemoryPool):
         if sponsor_id is not None and not 0 <= sponsor_id < pid:
             raise InconsistentState(f"sponsor {sponsor_id} is not registered")
         if slot is None:
-            slot = self.leases.lease_and_confirm()
+            slot = self.leases.lease_and_confirm(now)
         else:
             self.leases.confirm(slot)
         self.sponsor.append(-1 if sponsor_id is None else sponsor_id)

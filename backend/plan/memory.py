@@ -208,9 +208,9 @@ class MemoryPool:
         """Lease the lowest leasable level-1 slot (DESIGN §3)."""
         return self.leases.lease(now, deadline)
 
-    def register(self, sponsor_id: int | None, slot: int | None = None) -> int:
+    def register(self, sponsor_id: int | None, slot: int | None = None, now: int = 0) -> int:
         """Confirm a registration sponsored by ``sponsor_id`` into the leased ``slot`` (or, with
-        no slot, lease and confirm the lowest leasable slot at once). Returns the new
+        no slot, lease and confirm at ``now`` the lowest leasable slot). Returns the new
         participant's id."""
         plan = self.plan
         sponsor = None
@@ -219,7 +219,7 @@ class MemoryPool:
                 raise InconsistentState(f"sponsor {sponsor_id} is not registered")
             sponsor = self.participant(sponsor_id)
         if slot is None:
-            slot = self.leases.lease_and_confirm()
+            slot = self.leases.lease_and_confirm(now)
         else:
             self.leases.confirm(slot)
         pid = len(self.sponsor)
