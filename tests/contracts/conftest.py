@@ -10,11 +10,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
@@ -32,7 +34,7 @@ OTHER_KEY = "0x" + "11" * 32
 PLAN_HASH = keccak(text="plan-v1")
 
 
-def error_selector(abi: list[dict[str, Any]], name: str) -> str:
+def error_selector(abi: Any, name: str) -> str:
     for item in abi:
         if item.get("type") == "error" and item["name"] == name:
             sig = f"{name}({','.join(i['type'] for i in item['inputs'])})"
@@ -43,9 +45,11 @@ def error_selector(abi: list[dict[str, Any]], name: str) -> str:
 def deploy_artifact(w3: Web3, name: str, source: str, *args: Any, sender: str) -> Contract:
     art = load_artifact(name, source)
     factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": sender}))
+    receipt = w3.eth.wait_for_transaction_receipt(
+        factory.constructor(*args).transact({"from": sender})
+    )
     assert receipt["status"] == 1
-    return w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
+    return cast(Contract, w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"]))
 
 
 @dataclass
@@ -54,11 +58,11 @@ class PoolHarness:
 
     w3: Web3
     pool: Contract
-    owner: str
+    owner: ChecksumAddress
     signer_key: str
-    guardian: str
-    sender: str  # settlement sender (any account may submit a batch)
-    users: list[str]
+    guardian: ChecksumAddress
+    sender: ChecksumAddress  # settlement sender (any account may submit a batch)
+    users: list[ChecksumAddress]
     _nonce: int = field(default=0)
     _batch_id: int = field(default=0)
 
@@ -78,8 +82,13 @@ class PoolHarness:
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
-    def sign(self, primary: str, message: dict[str, Any], key: str | None = None,
-             domain: Domain | None = None) -> bytes:
+    def sign(
+        self,
+        primary: str,
+        message: dict[str, Any],
+        key: str | None = None,
+        domain: Domain | None = None,
+    ) -> bytes:
         doc = full_message(domain or self.domain, primary, message)
         return bytes(Account.sign_typed_data(key or self.signer_key, full_message=doc).signature)
 
@@ -90,25 +99,35 @@ class PoolHarness:
         receipt = self.w3.eth.wait_for_transaction_receipt(fn.transact(tx))
         return receipt
 
-    def expect_revert(self, fn: Any, error: str, sender: str, value: int = 0) -> str:
-        """Assert that `fn` reverts with custom error `error` (by selector); returns the data."""
+    def expect_revert(
+        self, fn: Any, error: str, sender: str, value: int = 0, *, mined: bool = True
+    ) -> str:
+        """Assert that `fn` reverts with custom error `error` (by selector); returns the data.
+        With `mined`, the same call is also sent as a transaction and must fail on chain."""
         with pytest.raises(ContractCustomError) as info:
             fn.call({"from": sender, "value": value})
         data = str(info.value.data)
         expected = error_selector(self.pool.abi, error)
         assert data.startswith(expected), f"expected {error} ({expected}), got {data}"
-        # The same call as a mined transaction fails too (nothing is half-applied).
-        receipt = self.send(fn, sender, value, gas=3_000_000)
-        assert receipt["status"] == 0
+        if mined:
+            receipt = self.send(fn, sender, value, gas=3_000_000)
+            assert receipt["status"] == 0
         return data
 
     def balance(self) -> int:
         return int(self.w3.eth.get_balance(self.pool.address))
 
     # -- payloads
-    def registration(self, user: str, amount: int = 20 * ETHER, *, referrer: str | None = None,
-                     slot: int = 1, nonce: int | None = None, deadline: int | None = None
-                     ) -> dict[str, Any]:
+    def registration(
+        self,
+        user: str,
+        amount: int = 20 * ETHER,
+        *,
+        referrer: str | None = None,
+        slot: int = 1,
+        nonce: int | None = None,
+        deadline: int | None = None,
+    ) -> dict[str, Any]:
         return {
             "user": user,
             "referrer": referrer or self.owner,
@@ -119,8 +138,14 @@ class PoolHarness:
             "deadline": self.now() + 3600 if deadline is None else deadline,
         }
 
-    def retopup_payload(self, user: str, amount: int = 40 * ETHER, *, nonce: int | None = None,
-                        deadline: int | None = None) -> dict[str, Any]:
+    def retopup_payload(
+        self,
+        user: str,
+        amount: int = 40 * ETHER,
+        *,
+        nonce: int | None = None,
+        deadline: int | None = None,
+    ) -> dict[str, Any]:
         return {
             "user": user,
             "amount": amount,
@@ -129,8 +154,14 @@ class PoolHarness:
             "deadline": self.now() + 3600 if deadline is None else deadline,
         }
 
-    def batch(self, payouts: list[tuple[str, int]], *, batch_id: int | None = None,
-              nonce: int | None = None, deadline: int | None = None) -> dict[str, Any]:
+    def batch(
+        self,
+        payouts: list[tuple[str, int]],
+        *,
+        batch_id: int | None = None,
+        nonce: int | None = None,
+        deadline: int | None = None,
+    ) -> dict[str, Any]:
         return {
             "batchId": self.next_batch_id() if batch_id is None else batch_id,
             "payouts": [{"recipient": r, "amount": a} for r, a in payouts],
@@ -190,18 +221,26 @@ def high_s(sig: bytes) -> bytes:
     return r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
 
 
-def fresh_address() -> str:
+def address_of(key: str) -> ChecksumAddress:
+    return to_checksum_address(Account.from_key(key).address)
+
+
+def abi_items(contract: Contract) -> list[dict[str, Any]]:
+    return cast(list[dict[str, Any]], contract.abi)
+
+
+def fresh_address() -> ChecksumAddress:
     return to_checksum_address("0x" + secrets.token_hex(20))
 
 
 @pytest.fixture
 def harness(w3: Web3, dev_keys: tuple[str, ...], chain_snapshot: None) -> Iterator[PoolHarness]:
-    owner = Account.from_key(dev_keys[0]).address
-    signer = Account.from_key(dev_keys[1]).address
-    guardian = Account.from_key(dev_keys[2]).address
-    sender = Account.from_key(dev_keys[3]).address
+    owner = address_of(dev_keys[0])
+    signer = address_of(dev_keys[1])
+    guardian = address_of(dev_keys[2])
+    sender = address_of(dev_keys[3])
     pool = deploy_autopool(
         w3, dev_keys[0], owner=owner, signer=signer, guardian=guardian, outflow_cap=DEFAULT_CAP
     )
-    users = [Account.from_key(k).address for k in dev_keys[4:]]
+    users = [address_of(k) for k in dev_keys[4:]]
     yield PoolHarness(w3, pool, owner, dev_keys[1], guardian, sender, users)
