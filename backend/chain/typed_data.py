@@ -149,23 +149,20 @@ def _load_direct_keccak() -> Callable[[bytes], bytes] | None:
             lib.keccak_absorb,
             lib.keccak_digest,
         )
-        init.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_ubyte]
-        reset.argtypes = [ctypes.c_void_p]
-        absorb.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
-        digest.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_ubyte]
-        for f in (init, reset, absorb, digest):
-            f.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
-
+    # No argtypes: every argument is passed as an explicit ctypes value (the state as a
+    # c_void_p object), which skips per-call conversion; return values are C ints.
+    size_32, padding = ctypes.c_size_t(32), ctypes.c_ubyte(1)
+    size_t = ctypes.c_size_t
     local = threading.local()
 
-    def state() -> tuple[int, Any]:
+    def state() -> tuple[ctypes.c_void_p, Any]:
         # One C state and output buffer per thread: ctypes releases the GIL during calls.
         st = ctypes.c_void_p()
-        if init(ctypes.byref(st), 64, 24) != 0 or st.value is None:
+        if init(ctypes.byref(st), size_t(64), ctypes.c_ubyte(24)) != 0 or st.value is None:
             raise RuntimeError("keccak_init failed")
-        local.state = (st.value, ctypes.create_string_buffer(32))
+        local.state = (st, ctypes.create_string_buffer(32))
         return local.state  # type: ignore[no-any-return]
 
     def keccak256_direct(data: bytes) -> bytes:
@@ -174,8 +171,8 @@ def _load_direct_keccak() -> Callable[[bytes], bytes] | None:
         except AttributeError:
             st, out = state()
         reset(st)
-        absorb(st, data, len(data))
-        digest(st, out, 32, 1)
+        absorb(st, data, size_t(len(data)))
+        digest(st, out, size_32, padding)
         return out.raw  # type: ignore[no-any-return]
 
     try:
@@ -210,7 +207,7 @@ class TypedDataError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EncodedMessage:
     """A validated message reduced to what hashing and the signer's policy need.
 
@@ -300,76 +297,97 @@ def _word(n: int) -> bytes:
     return n.to_bytes(32, "big")
 
 
+_address_words: dict[str, bytes] = {}
+
+
+def _address_word(value: Any, field: str) -> bytes:
+    """An address as its 32-byte ABI word; validated strings are cached (recipients repeat)."""
+    word = _address_words.get(value) if type(value) is str else None
+    if word is None:
+        word = _ZERO12 + parse_address(value, field)
+        if len(_address_words) >= _CHECKSUM_CACHE_MAX:
+            _address_words.clear()
+        _address_words[value] = word
+    return word
+
+
+def _uint(value: Any, field: str) -> int:
+    if type(value) is int and 0 <= value < _UINT256_LIMIT:
+        return value
+    return parse_uint256(value, field)
+
+
 def _encode_registration(m: dict[str, Any]) -> EncodedMessage:
-    amount = parse_uint256(m["amount"], "amount")
-    nonce = parse_uint256(m["nonce"], "nonce")
-    deadline = parse_uint256(m["deadline"], "deadline")
-    encoded = b"".join(
-        (
-            REGISTRATION_TYPEHASH,
-            _ZERO12,
-            parse_address(m["user"], "user"),
-            _ZERO12,
-            parse_address(m["referrer"], "referrer"),
-            _word(parse_uint256(m["slot"], "slot")),
-            _word(amount),
-            parse_bytes32(m["planHash"], "planHash"),
-            _word(nonce),
-            _word(deadline),
+    amount = _uint(m["amount"], "amount")
+    nonce = _uint(m["nonce"], "nonce")
+    deadline = _uint(m["deadline"], "deadline")
+    struct_hash = keccak256(
+        b"".join(
+            (
+                REGISTRATION_TYPEHASH,
+                _address_word(m["user"], "user"),
+                _address_word(m["referrer"], "referrer"),
+                _uint(m["slot"], "slot").to_bytes(32, "big"),
+                amount.to_bytes(32, "big"),
+                parse_bytes32(m["planHash"], "planHash"),
+                nonce.to_bytes(32, "big"),
+                deadline.to_bytes(32, "big"),
+            )
         )
     )
-    return EncodedMessage("Registration", keccak256(encoded), nonce, deadline, amount)
+    return EncodedMessage("Registration", struct_hash, nonce, deadline, amount)
 
 
 def _encode_retopup(m: dict[str, Any]) -> EncodedMessage:
-    amount = parse_uint256(m["amount"], "amount")
-    nonce = parse_uint256(m["nonce"], "nonce")
-    deadline = parse_uint256(m["deadline"], "deadline")
-    encoded = b"".join(
-        (
-            RETOPUP_TYPEHASH,
-            _ZERO12,
-            parse_address(m["user"], "user"),
-            _word(amount),
-            parse_bytes32(m["planHash"], "planHash"),
-            _word(nonce),
-            _word(deadline),
+    amount = _uint(m["amount"], "amount")
+    nonce = _uint(m["nonce"], "nonce")
+    deadline = _uint(m["deadline"], "deadline")
+    struct_hash = keccak256(
+        b"".join(
+            (
+                RETOPUP_TYPEHASH,
+                _address_word(m["user"], "user"),
+                amount.to_bytes(32, "big"),
+                parse_bytes32(m["planHash"], "planHash"),
+                nonce.to_bytes(32, "big"),
+                deadline.to_bytes(32, "big"),
+            )
         )
     )
-    return EncodedMessage("Retopup", keccak256(encoded), nonce, deadline, amount)
+    return EncodedMessage("Retopup", struct_hash, nonce, deadline, amount)
 
 
 def _encode_payout_batch(m: dict[str, Any]) -> EncodedMessage:
-    batch_id = parse_uint256(m["batchId"], "batchId")
-    nonce = parse_uint256(m["nonce"], "nonce")
-    deadline = parse_uint256(m["deadline"], "deadline")
+    batch_id = _uint(m["batchId"], "batchId")
+    nonce = _uint(m["nonce"], "nonce")
+    deadline = _uint(m["deadline"], "deadline")
     payouts = m["payouts"]
-    if not isinstance(payouts, list):
+    if type(payouts) is not list:
         raise TypedDataError("payouts", "expected a list of {recipient, amount}")
     hashes = []
     total = 0
+    fields = _FIELDS["Payout"]
     for i, p in enumerate(payouts):
-        where = f"payouts[{i}]"
-        _check_fields("Payout", p, where)
-        amount = parse_uint256(p["amount"], where + ".amount")
+        if type(p) is not dict or p.keys() != fields:
+            _check_fields("Payout", p, f"payouts[{i}]")
+        amount = _uint(p["amount"], f"payouts[{i}].amount")
         total += amount
         hashes.append(
             keccak256(
                 PAYOUT_TYPEHASH
-                + _ZERO12
-                + parse_address(p["recipient"], where + ".recipient")
-                + _word(amount)
+                + _address_word(p["recipient"], f"payouts[{i}].recipient")
+                + amount.to_bytes(32, "big")
             )
         )
-    encoded = (
+    struct_hash = keccak256(
         PAYOUT_BATCH_TYPEHASH
-        + _word(batch_id)
+        + batch_id.to_bytes(32, "big")
         + keccak256(b"".join(hashes))
-        + _word(nonce)
-        + _word(deadline)
+        + nonce.to_bytes(32, "big")
+        + deadline.to_bytes(32, "big")
     )
     return EncodedMessage(
-        "PayoutBatch", keccak256(encoded), nonce, deadline, total, len(payouts), batch_id
+        "PayoutBatch", struct_hash, nonce, deadline, total, len(payouts), batch_id
     )
 
 
@@ -390,7 +408,8 @@ def encode_message(primary_type: str, message: Any) -> EncodedMessage:
     encoder = _ENCODERS.get(primary_type)
     if encoder is None:
         raise TypedDataError("primaryType", f"unknown primary type {primary_type!r}")
-    _check_fields(primary_type, message, "message")
+    if type(message) is not dict or message.keys() != _FIELDS[primary_type]:
+        _check_fields(primary_type, message, "message")
     return encoder(message)
 
 

@@ -1,0 +1,3 @@
+from signer.main import main
+
+main()

@@ -1,0 +1,140 @@
+"""HTTP surface of the signer: POST /sign (bearer token), GET /health, /address, /metrics.
+
+Errors are RFC 9457 problem documents (`application/problem+json`); a refusal's `type` is
+`urn:autopool:problem:signer:<rule>` and the `rule` member repeats the rule name.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from signer.policy import Refused
+from signer.service import SigningService
+
+PROBLEM_TYPE_PREFIX = "urn:autopool:problem:signer:"
+_TITLES = {
+    401: "Unauthorized",
+    403: "Refused by policy",
+    422: "Invalid request",
+    429: "Rate limited",
+    500: "Signer error",
+}
+
+
+def problem(status: int, rule: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + rule,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "rule": rule,
+    }
+    return Response(
+        json.dumps(body),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def create_app(service: SigningService, token: str, *, key_backend: str = "keystore") -> FastAPI:
+    """The ASGI app. `token` is the shared secret callers present as `Authorization: Bearer`."""
+    expected = token.encode()
+    audit = service.audit
+    metrics = service.metrics
+    log = structlog.get_logger("signer.http")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await audit.start()
+        log.info(
+            "signer started",
+            address=service.address,
+            chain_id=service.policy.chain_id,
+            contract=service.policy.contract,
+            key_backend=key_backend,
+            audit_seq=audit.seq,
+        )
+        yield
+        await audit.aclose()
+
+    app = FastAPI(
+        title="AutoPool signer",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    def authorized(request: Request) -> bool:
+        scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
+        # compare_digest: the comparison time does not depend on where the strings differ.
+        return scheme.lower() == "bearer" and hmac.compare_digest(supplied.encode(), expected)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("internal error", path=request.url.path, error=repr(exc))
+        return problem(500, "signer-error", "the signer failed; nothing was handed out")
+
+    @app.post("/sign")
+    async def sign(request: Request) -> Response:
+        started = time.perf_counter()
+        if not authorized(request):
+            metrics.refused("unauthorized")
+            log.warning("refusal", rule="unauthorized", client=str(request.client))
+            return problem(
+                401,
+                "unauthorized",
+                "missing or invalid bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="autopool-signer"'},
+            )
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            exc = Refused("invalid-json", "the body must be a JSON object", 422)
+            service.refuse(exc, None, None, raw[:2000].decode(errors="replace"))
+            audit.flush()
+            return problem(exc.status, exc.rule, exc.detail)
+        try:
+            signed = await service.sign_async(
+                body.get("primaryType"), body.get("message"), body.get("domain")
+            )
+        except Refused as exc:
+            audit.flush()
+            return problem(exc.status, exc.rule, exc.detail)
+        await audit.durable(signed.seq)
+        metrics.observe(signed.primary_type, time.perf_counter() - started)
+        return Response(json.dumps(signed.as_json()), media_type="application/json")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "address": service.address,
+            "chainId": service.policy.chain_id,
+            "verifyingContract": service.policy.contract,
+            "domainSeparator": "0x" + service.hasher.domain_separator.hex(),
+            "auditSeq": audit.seq,
+        }
+
+    @app.get("/address")
+    async def address() -> dict[str, str]:
+        return {"address": service.address}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,219 @@
+"""Append-only, hash-chained audit log of every signature and every refusal.
+
+Format: JSON lines. Each record is a JSON object whose last member is `"hash"`, the SHA-256 (hex)
+of the record's own bytes without that member (the text up to `,"hash"` plus `}`); every record
+also carries `"prev"`, the previous record's hash (64 zeros for the first). Editing, removing or
+reordering any record breaks the chain, which the signer verifies in full before it starts.
+
+Durability (`audit_fsync`):
+- Records are buffered in memory and written with one `write(2)` per burst on an `O_APPEND`
+  descriptor; the HTTP reply that carries a signature is sent only after its record is written
+  (a crash before that loses a signature nobody received). Every record is also mirrored, as
+  is, to the structured log stream (stderr): one serialization serves both.
+- `always` (default): in addition, the reply waits until an `fdatasync` covering the record has
+  returned. Concurrent requests share one `fdatasync` (group commit), so the cost is one sync
+  per burst, not per signature.
+- `interval`: a background task syncs every `audit_fsync_interval_ms`; a host crash can lose
+  the last interval's records (never the process's).
+- `never`: leave it to the OS (tests, benchmarks).
+
+One process owns the file: an exclusive `flock` is taken at open, so two signers cannot share a
+log (and so each other's rolling caps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+GENESIS = "0" * 64
+_HASH_MEMBER = ',"hash":"'
+_TAIL = len(_HASH_MEMBER) + 64 + 2  # ,"hash":"<64 hex>"}
+_FLUSH_BYTES = 64 * 1024
+
+
+class AuditError(Exception):
+    """The audit log is unusable: locked by another process, torn, or its chain is broken."""
+
+
+def _split(line: str) -> tuple[str, str]:
+    """(body as hashed, hash) of one stored line."""
+    if (
+        len(line) <= _TAIL
+        or not line.endswith('"}')
+        or line[-_TAIL:][: len(_HASH_MEMBER)] != (_HASH_MEMBER)
+    ):
+        raise AuditError("record without a trailing hash member")
+    return line[:-_TAIL] + "}", line[-_TAIL + len(_HASH_MEMBER) : -2]
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every record of the log, after checking each record's hash and the chain."""
+    if not path.exists():
+        return
+    prev = GENESIS
+    with path.open("r", encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith("\n"):
+                raise AuditError(
+                    f"{path}:{number}: torn last record (crash during a write?); move the log "
+                    "aside after inspection and start the signer with a new one"
+                )
+            body, digest = _split(line.rstrip("\n"))
+            if hashlib.sha256(body.encode()).hexdigest() != digest:
+                raise AuditError(f"{path}:{number}: record hash mismatch (edited record)")
+            record: dict[str, Any] = json.loads(body)
+            if record.get("prev") != prev:
+                raise AuditError(f"{path}:{number}: chain broken (record removed or reordered)")
+            prev = digest
+            record["hash"] = digest
+            yield record
+
+
+class AuditLog:
+    """The open log. `append` is synchronous and cheap; `durable` awaits the fsync policy."""
+
+    def __init__(
+        self,
+        path: Path,
+        fsync: Literal["always", "interval", "never"] = "always",
+        interval_ms: int = 50,
+        mirror: BinaryIO | None = None,
+    ) -> None:
+        self.path = path
+        self.fsync = fsync
+        self.interval = interval_ms / 1000
+        self._fd = -1
+        self._prev = GENESIS
+        self.seq = 0  # last record written
+        self._synced = 0
+        self._written = 0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._broken: OSError | None = None
+        self.mirror = mirror  # e.g. stderr: every record is also a structured log line
+        self._inflight: asyncio.Future[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    def open(self) -> list[dict[str, Any]]:
+        """Lock the file, verify it and return its records (for rebuilding the policy state)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise AuditError(f"{self.path} is locked by another signer process") from exc
+        try:
+            records = list(read_records(self.path))
+        except AuditError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        if records:
+            self._prev = records[-1]["hash"]
+            self.seq = self._synced = self._written = int(records[-1]["seq"])
+        return records
+
+    def append(self, record: dict[str, Any]) -> int:
+        """Buffer one record; return its sequence number. See `append_fields`."""
+        return self.append_fields(json.dumps(record, separators=(",", ":"), default=str)[1:-1])
+
+    def append_fields(self, fields: str) -> int:
+        """Buffer one record given as the inside of a JSON object (`"a":1,"b":"x"`); the log
+        adds `seq`, `prev` and `hash`. Return the record's sequence number.
+
+        Records are buffered in memory and reach the file with `flush()` (one `write(2)` per
+        burst), which `durable()` calls: the service never hands out a signature before its
+        record is written.
+        """
+        if self._broken is not None:
+            raise AuditError(f"audit log unusable since an earlier failure: {self._broken}")
+        seq = self.seq + 1
+        body = f'{{"seq":{seq},{fields},"prev":"{self._prev}"}}'
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        line = f'{body[:-1]}{_HASH_MEMBER}{digest}"}}\n'.encode()
+        self._buffer.append(line)
+        self._buffered += len(line)
+        self.seq = seq
+        self._prev = digest
+        if self._buffered >= _FLUSH_BYTES:
+            self.flush()
+        return seq
+
+    def flush(self) -> None:
+        """Write buffered records to the file (and mirror them to the log stream)."""
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            # Part of a record may be on disk: the chain cannot continue, so stop signing.
+            self._broken = exc
+            raise AuditError(f"cannot write to {self.path}: {exc}") from exc
+        self._written = self.seq
+        if self.mirror is not None:
+            try:
+                self.mirror.write(data)
+                self.mirror.flush()
+            except (OSError, ValueError):
+                pass  # the log stream is best effort; the file is the record
+
+    async def durable(self, seq: int) -> None:
+        """Return once record `seq` is as durable as the fsync policy promises."""
+        if self._written < seq:
+            self.flush()
+        if self.fsync != "always":
+            return
+        while self._synced < seq:
+            if self._inflight is None:
+                self._inflight = asyncio.ensure_future(self._sync())
+            await asyncio.shield(self._inflight)
+
+    async def _sync(self) -> None:
+        self.flush()
+        target = self._written
+        try:
+            await asyncio.to_thread(os.fdatasync, self._fd)
+            self._synced = max(self._synced, target)
+        finally:
+            self._inflight = None
+
+    async def start(self) -> None:
+        if self.fsync == "interval":
+            self._ticker = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if self._synced < self.seq:
+                await self._sync()
+            else:
+                self.flush()
+
+    async def aclose(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.flush()
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+            os.close(self._fd)  # releases the flock
+            self._fd = -1
