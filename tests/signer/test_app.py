@@ -1,0 +1,135 @@
+"""The HTTP surface: bearer auth, problem+json refusals, health, address, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from eth_account import Account
+
+from backend.chain.signer_client import SignerClient, SignerRefused
+from backend.chain.typed_data import Domain, full_message
+from signer.app import create_app
+from signer.service import SigningService
+from tests.signer.conftest import CONTRACT, DEV_SIGNER_KEY, ETHER, TOKEN, batch, registration
+
+
+@pytest.fixture
+async def http(service: SigningService) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(service, TOKEN)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://signer"
+    ) as client:
+        yield client
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+    ],
+)
+async def test_sign_without_valid_token_is_401_and_signs_nothing(
+    http: httpx.AsyncClient, service: SigningService, headers: dict[str, str]
+) -> None:
+    r = await http.post(
+        "/sign", json={"primaryType": "Registration", "message": registration()}, headers=headers
+    )
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert r.json()["type"] == "urn:autopool:problem:signer:unauthorized"
+    assert service.audit.seq == 0
+    assert (
+        service.metrics.registry.get_sample_value(
+            "autopool_signer_signatures_total", {"type": "Registration"}
+        )
+        == 0
+    )
+
+
+async def test_sign_returns_the_eth_account_signature(
+    http: httpx.AsyncClient, service: SigningService
+) -> None:
+    msg = registration(amount=str(20 * ETHER))  # decimal strings are accepted
+    r = await http.post("/sign", json={"primaryType": "Registration", "message": msg}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = Account.sign_typed_data(
+        DEV_SIGNER_KEY,
+        full_message=full_message(
+            Domain(31337, CONTRACT), "Registration", registration(amount=20 * ETHER)
+        ),
+    )
+    assert body["signature"] == "0x" + bytes(expected.signature).hex()
+    assert body["digest"] == "0x" + bytes(expected.message_hash).hex()
+    assert body["signer"] == Account.from_key(DEV_SIGNER_KEY).address
+    assert service.audit.path.read_text().count("\n") == 1  # written before the reply
+
+
+async def test_refusal_is_problem_json_naming_the_rule(http: httpx.AsyncClient) -> None:
+    r = await http.post(
+        "/sign", json={"primaryType": "PayoutBatch", "message": batch([ETHER] * 6)}, headers=AUTH
+    )
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"] == "urn:autopool:problem:signer:batch-recipient-cap"
+    assert problem["rule"] == "batch-recipient-cap"
+    assert problem["status"] == 403
+    assert "6 recipients" in problem["detail"]
+
+
+async def test_malformed_body_is_422(http: httpx.AsyncClient) -> None:
+    r = await http.post("/sign", content=b"not json", headers=AUTH)
+    assert (r.status_code, r.json()["rule"]) == (422, "invalid-json")
+    r = await http.post(
+        "/sign",
+        json={"primaryType": "Registration", "message": registration(slot=-1)},
+        headers=AUTH,
+    )
+    assert (r.status_code, r.json()["rule"]) == (422, "invalid-message")
+    assert "slot" in r.json()["detail"]
+
+
+async def test_health_address_and_metrics(http: httpx.AsyncClient, service: SigningService) -> None:
+    await http.post(
+        "/sign", json={"primaryType": "Registration", "message": registration()}, headers=AUTH
+    )
+    await http.post(
+        "/sign",
+        json={"primaryType": "Registration", "message": registration(deadline=1)},
+        headers=AUTH,
+    )
+    health = (await http.get("/health")).json()
+    assert health["status"] == "ok"
+    assert health["address"] == service.address
+    assert health["chainId"] == 31337
+    assert (await http.get("/address")).json() == {"address": service.address}
+    text = (await http.get("/metrics")).text
+    assert 'autopool_signer_signatures_total{type="Registration"} 1.0' in text
+    assert 'autopool_signer_refusals_total{rule="deadline-expired"} 1.0' in text
+    assert 'autopool_signer_sign_seconds_count{type="Registration"} 1.0' in text
+
+
+async def test_client_maps_refusals(service: SigningService) -> None:
+    app = create_app(service, TOKEN)
+    client = SignerClient("http://signer", TOKEN)
+    client._http = httpx.AsyncClient(  # route the real client through the in-process app
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://signer",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    async with client:
+        sig = await client.sign("Registration", registration())
+        assert sig.signer == await client.address()
+        with pytest.raises(SignerRefused) as info:
+            await client.sign("PayoutBatch", batch([60 * ETHER, 41 * ETHER]))
+        assert (info.value.rule, info.value.status) == ("batch-total-cap", 403)
