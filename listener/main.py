@@ -19,8 +19,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     sessions = make_sessionmaker(engine)
     w3 = AsyncWeb3(AsyncHTTPProvider(settings.rpc_url))
     sync = ChainSync(
-        sessions, w3, settings.chain_id, settings.contract_address,
-        confirmations=settings.confirmations, max_range=settings.listener_batch_blocks,
+        sessions,
+        w3,
+        settings.chain_id,
+        settings.contract_address,
+        confirmations=settings.confirmations,
+        max_range=settings.listener_batch_blocks,
     )
     try:
         async with engine.connect() as leader:

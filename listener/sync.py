@@ -135,6 +135,6 @@ class ChainSync:
                 await handler(session, event)
             event.processed_at = datetime.now(UTC)
             EVENTS_SETTLED.labels(name).inc()
-            log.info("event settled", event=name, block=number, tx=event.tx_hash)
+            log.info("event settled", name=name, block=number, tx=event.tx_hash)
             settled += 1
         return settled

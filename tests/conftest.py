@@ -1,4 +1,4 @@
-"""Shared fixtures. Chain fixtures live in tests/fixtures/chain.py, database ones in
-tests/fixtures/db.py."""
+"""Shared fixtures: chain (tests/fixtures/chain.py), database (tests/fixtures/db.py) and the
+running services (tests/fixtures/services.py)."""
 
-pytest_plugins = ["tests.fixtures.chain"]
+pytest_plugins = ["tests.fixtures.chain", "tests.fixtures.db", "tests.fixtures.services"]

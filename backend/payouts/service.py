@@ -92,7 +92,7 @@ async def batch_message(session: AsyncSession, batch: PayoutBatch) -> dict[str, 
     )
     return {
         "batchId": str(batch.id),
-        "payouts": [{"recipient": ln.recipient, "amount": str(ln.amount)} for ln in lines],
+        "payouts": [{"recipient": ln.recipient, "amount": str(int(ln.amount))} for ln in lines],
         "nonce": str(batch.nonce),
         "deadline": batch.deadline,
     }

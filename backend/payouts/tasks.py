@@ -7,12 +7,14 @@ import asyncio
 import dramatiq
 
 import backend.core.broker  # noqa: F401 - sets the Redis broker before actors are declared
+from backend.chain.signer_client import SignerRefused
 from backend.core.logging import log
 from backend.core.settings import get_settings
 from backend.payouts.pipeline import settle_with_settings
 
 
-@dramatiq.actor(queue_name="settlement", max_retries=5, min_backoff=2_000)
+# A refusal by the signer's policy is final for this run: retrying would be refused again.
+@dramatiq.actor(queue_name="settlement", max_retries=5, min_backoff=2_000, throws=(SignerRefused,))
 def settle_pending() -> None:
     """Batch, sign and submit pending rewards. Safe to run concurrently and to retry: the
     build takes an advisory lock and an unfinished batch is resumed, never rebuilt."""

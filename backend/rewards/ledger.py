@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import Reward, UserBalance
+from backend.models.base import Wei
 from backend.plan.types import RewardLine
 
 BALANCE_COLUMNS = ("pending", "held", "reserved", "batched", "claimable", "paid", "reinvested")
@@ -31,7 +32,8 @@ class BalanceDeltas:
     async def apply(self, session: AsyncSession) -> None:
         for user_id in sorted(self._d):  # fixed order: no deadlocks between writers
             values = {
-                col: getattr(UserBalance, col) + delta
+                # An explicit NUMERIC bind: asyncpg would otherwise send the delta as int64.
+                col: getattr(UserBalance, col) + literal(delta, Wei)
                 for col, delta in self._d[user_id].items()
                 if delta and col in BALANCE_COLUMNS
             }
