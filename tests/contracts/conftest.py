@@ -8,7 +8,7 @@ Roles follow tests/fixtures/chain.py: dev key 0 owner/deployer, 1 backend signer
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -156,7 +156,7 @@ class PoolHarness:
 
     def batch(
         self,
-        payouts: list[tuple[str, int]],
+        payouts: Sequence[tuple[str, int]],
         *,
         batch_id: int | None = None,
         nonce: int | None = None,
@@ -204,7 +204,7 @@ class PoolHarness:
         assert receipt["status"] == 1
         return receipt
 
-    def execute(self, payouts: list[tuple[str, int]], **kw: Any) -> TxReceipt:
+    def execute(self, payouts: Sequence[tuple[str, int]], **kw: Any) -> TxReceipt:
         receipt = self.send(self.batch_fn(self.batch(payouts, **kw)), self.sender)
         assert receipt["status"] == 1
         return receipt
