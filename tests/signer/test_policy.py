@@ -87,14 +87,20 @@ def test_domain_mismatch(service: SigningService) -> None:
 def test_rolling_24h_cap_counts_batches_and_not_identical_resigns(
     service: SigningService,
 ) -> None:
-    service.sign("PayoutBatch", batch([100 * ETHER], batchId=1))
-    service.sign("PayoutBatch", batch([100 * ETHER], batchId=2))
-    again = service.sign("PayoutBatch", batch([100 * ETHER], batchId=2))  # same digest
+    deadline = int(time.time()) + 600  # one deadline: identical batches have one digest
+
+    def b(amount: int, batch_id: int) -> dict[str, object]:
+        return batch([amount], batchId=batch_id, deadline=deadline)
+
+    service.sign("PayoutBatch", b(100 * ETHER, 1))
+    first = service.sign("PayoutBatch", b(100 * ETHER, 2))
+    again = service.sign("PayoutBatch", b(100 * ETHER, 2))  # same digest: counted once
+    assert again.signature == first.signature
     assert service.policy.rolling_total == 200 * ETHER
-    exc = refusal(service, "PayoutBatch", batch([51 * ETHER], batchId=3))
+    exc = refusal(service, "PayoutBatch", b(51 * ETHER, 3))
     assert exc.rule == "rolling-24h-cap"
-    service.sign("PayoutBatch", batch([50 * ETHER], batchId=3))
-    assert again.signature == service.sign("PayoutBatch", batch([100 * ETHER], batchId=2)).signature
+    service.sign("PayoutBatch", b(50 * ETHER, 3))
+    assert service.policy.rolling_total == 250 * ETHER
 
 
 def test_rolling_window_is_rebuilt_from_the_audit_log(
