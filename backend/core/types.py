@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 
 def _checksum(value: str) -> str:
-    # is_address rejects mixed-case input whose EIP-55 checksum is wrong (a mistyped address).
-    if not isinstance(value, str) or not is_address(value) or not value.startswith("0x"):
-        raise ValueError("not a 0x-prefixed 20-byte address with a valid checksum")
+    if not isinstance(value, str) or not value.startswith("0x") or not is_address(value):
+        raise ValueError("not a 0x-prefixed 20-byte hex address")
+    body = value[2:]
+    # Mixed case means the sender claims an EIP-55 checksum: a wrong one is a mistyped address.
+    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
+        raise ValueError("the address's EIP-55 checksum is wrong (mistyped address?)")
     return str(to_checksum_address(value))
 
 

@@ -11,6 +11,8 @@ whole state is identical after every event; that test is what licenses the bench
 
 from __future__ import annotations
 
+from heapq import heappop, heappush
+
 from backend.plan.config import MATRIX_SIZE, PlanConfig, ReservePolicy
 from backend.plan.errors import InconsistentState
 from backend.plan.memory import MemoryPool
@@ -18,6 +20,7 @@ from backend.plan.memory import MemoryPool
 __all__ = ["FastMemoryPool"]
 
 _NO_OWNER = -1
+_CONFIRMED = 2  # SlotLeaseBook's state byte for a confirmed slot
 
 
 class FastMemoryPool(MemoryPool):
@@ -43,7 +46,28 @@ class FastMemoryPool(MemoryPool):
         if sponsor_id is not None and not 0 <= sponsor_id < pid:
             raise InconsistentState(f"sponsor {sponsor_id} is not registered")
         if slot is None:
-            slot = self.leases.lease_and_confirm(now)
+            book = self.leases
+            if book.has_leases():
+                slot = book.lease_and_confirm(now)
+            else:
+                # SlotLeaseBook.lease_and_confirm with no lease outstanding, inlined: the lowest
+                # candidate that is still free
+                cand = book._candidates
+                state = book._state
+                slot = cand[0] if cand else -1
+                while slot >= 0 and slot < len(state) and state[slot]:
+                    heappop(cand)
+                    slot = cand[0] if cand else -1
+                if slot < 0:  # pragma: no cover - the heap always holds the open children
+                    slot = book.lease_and_confirm(now)
+                else:
+                    heappop(cand)
+                    if slot >= len(state):
+                        book._grow(slot)
+                        state = book._state
+                    state[slot] = _CONFIRMED
+                    heappush(cand, 2 * slot + 1)
+                    heappush(cand, 2 * slot + 2)
         else:
             self.leases.confirm(slot)
         self.sponsor.append(-1 if sponsor_id is None else sponsor_id)

@@ -74,6 +74,10 @@ class SlotLeaseBook:
         d = self._deadline.get(slot)
         return d is not None and lease_is_live(d, now)
 
+    def has_leases(self) -> bool:
+        """Whether any lease is outstanding (live, or expired and not yet reclaimed)."""
+        return bool(self._deadline)
+
     def confirmed_slots(self) -> set[int]:
         return {s for s, v in enumerate(self._state) if v == _CONFIRMED}
 
