@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from backend.chain.contract import AutoPoolABI
 from backend.chain.signer_client import SignerClient
@@ -18,6 +19,7 @@ from backend.core.errors import install_problem_handlers
 from backend.core.logging import configure_logging
 from backend.core.plans import current_plan, publish_plan
 from backend.core.settings import Settings, get_settings
+from backend.treasury.router import router as treasury_router
 from backend.users.router import router as users_router
 
 
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None, signer: PayloadSigner | None = 
             abi=AutoPoolABI(settings.contract_address),
             plan=plan,
             plan_hash=plan_hash,
+            w3=AsyncWeb3(AsyncHTTPProvider(settings.rpc_url)),
         )
         try:
             yield
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None, signer: PayloadSigner | None = 
     app = FastAPI(title="Autopool API", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
     app.include_router(users_router)
+    app.include_router(treasury_router)
 
     @app.get("/health", tags=["monitoring"])
     async def health() -> dict[str, str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from web3 import AsyncWeb3
 
 from backend.chain.contract import AutoPoolABI
 from backend.chain.signer_client import Signature
@@ -27,3 +28,4 @@ class AppContext:
     abi: AutoPoolABI
     plan: PlanConfig
     plan_hash: str
+    w3: AsyncWeb3

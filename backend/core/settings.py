@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     batch_deadline_seconds: int = Field(default=900, ge=60, le=86_400)
     max_batch_recipients: int = Field(default=200, ge=1, le=1000)
     # Signer service (issue 5); the backend never holds the backend-signer key.
-    signer_url: str = "http://127.0.0.1:8700"
+    signer_url: str = "http://127.0.0.1:8701"
     signer_token: str = ""
     # The settlement sender only pays gas; it cannot move pool funds without a signed batch.
     settlement_sender_key: str = ""

@@ -10,7 +10,7 @@ per-node objects), so memory and garbage-collector work stay flat as the tree gr
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from backend.plan import engine
@@ -115,6 +115,8 @@ class MemoryPool:
         self.pending: list[int] = [0]
         self.held: list[int] = [0]
         self.levels: list[_Level] = [_Level(COMPANY_ID) for _ in range(plan.levels + 1)]
+        # owner -> slot at each level >= 2 (at level 1 every registration is a new participant
+        # with a new node, so the owner list is the whole mapping)
         self.node_slot: list[dict[int, int]] = [{} for _ in range(plan.levels + 1)]
         self.leases = SlotLeaseBook()
         self.inflow = 0
@@ -248,6 +250,19 @@ class MemoryPool:
         self._apply_lines(result.lines)
         self._record(Step("retopup", amount, result.lines))
 
+    def replay(self, events: Sequence[int], start: int = 0, stop: int | None = None) -> int:
+        """Run ``events[start:stop]`` in order: ``e >= 0`` is a registration sponsored by
+        participant ``e`` (leased and confirmed at once), ``e < 0`` a retopup by participant
+        ``~e``. Returns the number of events run."""
+        stop = len(events) if stop is None else stop
+        for i in range(start, stop):
+            e = events[i]
+            if e >= 0:
+                self.register(e)
+            else:
+                self.retopup(~e)
+        return stop - start
+
     # -- internals ------------------------------------------------------------------------
 
     def _place(self, level: int, slot: int, owner_id: int, amount: int) -> None:
@@ -257,7 +272,7 @@ class MemoryPool:
             tree.ensure(slot)
             if tree.owner[slot] != _NO_OWNER:
                 raise InconsistentState(f"slot {slot} at level {level} is already taken")
-            if owner_id in self.node_slot[level]:
+            if level > 1 and owner_id in self.node_slot[level]:
                 raise InconsistentState(f"{owner_id} already has a node at level {level}")
             result = engine.place(
                 self.plan,
@@ -270,7 +285,8 @@ class MemoryPool:
             )
             tree.store(result.node)
             tree.count += 1
-            self.node_slot[level][owner_id] = slot
+            if level > 1:
+                self.node_slot[level][owner_id] = slot
             for updated in result.ancestors:
                 tree.store(updated)
             self._apply_lines(result.lines)

@@ -4,8 +4,6 @@ listener → ledger (PostgreSQL) → settlement worker (Dramatiq on Redis) → c
 
 from __future__ import annotations
 
-import os
-
 import dramatiq
 import httpx
 import pytest
@@ -139,4 +137,10 @@ async def test_seven_sponsored_registrations_settle_and_pay_out_to_the_wei(
     assert total_paid == int(batch.total) > 0
     assert contract_balance == 7 * ENTRY - total_paid
     assert await liabilities(sessions) == contract_balance > 0
-    assert os.environ.get("AUTOPOOL_MAX_BATCH_RECIPIENTS") == "3"
+
+    summary = (await api.get("/treasury/summary")).json()
+    assert summary["balanced"] is True
+    assert int(summary["contract_balance"]) == contract_balance
+    assert int(summary["inflows"]) == 7 * ENTRY
+    assert int(summary["outflows"]) == total_paid
+    assert int(summary["liabilities"]["total"]) == contract_balance
