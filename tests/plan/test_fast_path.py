@@ -108,3 +108,79 @@ def test_fast_path_matches_over_a_long_cascading_run() -> None:
                 fast.unfreeze(i % fast.participant_count)
         assert snapshot(fast) == snapshot(ref)
         assert fast.progressions == ref.progressions
+
+
+def make_events(picks: list[tuple[bool, int]], start_count: int) -> list[int]:
+    """Valid replay events: registrations sponsored by an existing participant, retopups by
+    an existing registrant."""
+    events = []
+    count = start_count
+    for is_retopup, x in picks:
+        if is_retopup and count > 1:
+            events.append(~(1 + x % (count - 1)))
+        else:
+            events.append(x % count)
+            count += 1
+    return events
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    plan_name=st.sampled_from(sorted(ALL_PLANS)),
+    chunks=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.booleans(), st.integers(0, 10**6)), max_size=200),
+            st.integers(0, 10**6),
+        ),
+        max_size=6,
+    ),
+)
+def test_replay_matches_the_reference_event_by_event(
+    plan_name: str, chunks: list[tuple[list[tuple[bool, int]], int]]
+) -> None:
+    plan = ALL_PLANS[plan_name]
+    ref = MemoryPool(plan)
+    fast = FastMemoryPool(plan)
+    for picks, x in chunks:
+        events = make_events(picks, ref.participant_count)
+        for e in events:  # the reference, one step function call per event
+            if e >= 0:
+                ref.register(e)
+            else:
+                ref.retopup(~e)
+        assert fast.replay(events) == len(events)
+        assert snapshot(fast) == snapshot(ref)
+        # admin decisions between chunks
+        n = ref.participant_count
+        for pool in (ref, fast):
+            if n > 1:
+                pool.freeze(1 + x % (n - 1))
+            pool.unfreeze((x // 7) % n)
+
+
+def test_replay_matches_over_a_long_cascading_run() -> None:
+    for plan in ALL_PLANS.values():
+        ref = MemoryPool(plan)
+        fast = FastMemoryPool(plan)
+        picks = [(i % 9 == 4, (i * 2654435761) % 2**32) for i in range(4000)]
+        events = make_events(picks, 1)
+        ref.replay(events, 0, 2000)
+        fast.replay(events, 0, 2000)
+        ref.freeze(5)
+        fast.freeze(5)
+        ref.replay(events, 2000)
+        fast.replay(events, 2000)
+        assert snapshot(fast) == snapshot(ref)
+        assert fast.progressions == ref.progressions
+        assert fast.liabilities() == fast.inflow
+
+
+def test_replay_with_outstanding_leases_takes_the_reference_path() -> None:
+    plan = ALL_PLANS["v1"]
+    ref = MemoryPool(plan)
+    fast = FastMemoryPool(plan)
+    for pool in (ref, fast):
+        slot = pool.lease(0, 10)
+        pool.replay([0, 0, ~1, 1])
+        pool.register(2, slot=slot)
+    assert snapshot(fast) == snapshot(ref)
