@@ -61,8 +61,12 @@ async def _create_db(admin_url: str, name: str) -> None:
 
 def _send(w3: Web3, acct: LocalAccount, tx: dict[str, Any]) -> int:
     full: dict[str, Any] = {
-        "from": acct.address, "to": tx["to"], "data": tx["data"], "value": int(tx["value"]),
-        "chainId": int(tx["chainId"]), "nonce": w3.eth.get_transaction_count(acct.address),
+        "from": acct.address,
+        "to": tx["to"],
+        "data": tx["data"],
+        "value": int(tx["value"]),
+        "chainId": int(tx["chainId"]),
+        "nonce": w3.eth.get_transaction_count(acct.address),
         "gasPrice": w3.eth.gas_price,
     }
     full["gas"] = w3.eth.estimate_gas(full)  # type: ignore[arg-type]
@@ -89,13 +93,16 @@ def demo(w3: Web3, api: str, company: str, participants: int) -> dict[str, Any]:
     for i in range(participants):
         acct: LocalAccount = Account.create()
         w3.provider.make_request("anvil_setBalance", [acct.address, hex(100 * 10**18)])  # type: ignore[arg-type]
-        r = httpx.post(f"{api}/users/register", json={"wallet": acct.address, "referrer": sponsor},
-                       timeout=30)
+        r = httpx.post(
+            f"{api}/users/register", json={"wallet": acct.address, "referrer": sponsor}, timeout=30
+        )
         r.raise_for_status()
         body = r.json()
         block = _send(w3, acct, body["tx"])
-        say(f"wallet {i + 1}/{participants} {acct.address} registered in slot "
-            f"{body['payload']['slot']} (block {block})")
+        say(
+            f"wallet {i + 1}/{participants} {acct.address} registered in slot "
+            f"{body['payload']['slot']} (block {block})"
+        )
 
         def confirmed(b: int = block) -> bool:
             summary = httpx.get(f"{api}/treasury/summary", timeout=10).json()
@@ -106,29 +113,40 @@ def demo(w3: Web3, api: str, company: str, participants: int) -> dict[str, Any]:
     return dict(httpx.get(f"{api}/treasury/summary", timeout=10).json())
 
 
-def main() -> None:  # noqa: PLR0915 - a linear script of start-up steps
+def main() -> None:
     parser = argparse.ArgumentParser(description="Run Autopool on a local Anvil chain")
     parser.add_argument("--once", action="store_true", help="run the demo, then stop")
     parser.add_argument("--participants", type=int, default=7)
-    parser.add_argument("--pg", default=os.environ.get(
-        "AUTOPOOL_DEVNET_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "AUTOPOOL_DEVNET_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="autopool-devnet-"))
     procs: list[subprocess.Popen[bytes]] = []
     say("compiling contracts (offline solc-js)")
-    subprocess.run(["npx", "--no-install", "hardhat", "compile", "--quiet"],  # noqa: S607
-                   cwd=REPO_ROOT, check=True)
-    anvil = start_anvil(port=int(os.environ.get("AUTOPOOL_DEVNET_RPC_PORT", "0")) or None,
-                        block_time=1)
+    subprocess.run(
+        ["npx", "--no-install", "hardhat", "compile", "--quiet"],
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    anvil = start_anvil(
+        port=int(os.environ.get("AUTOPOOL_DEVNET_RPC_PORT", "0")) or None, block_time=1
+    )
     say(f"anvil on {anvil.rpc_url} (chain {anvil.chain_id}, 1 s blocks)")
     w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
     owner, signer_key, guardian, sender = DEV_PRIVATE_KEYS[:4]
     company = Account.from_key(DEV_PRIVATE_KEYS[9]).address
     contract = deploy_autopool(
-        w3, owner, owner=Account.from_key(owner).address,
+        w3,
+        owner,
+        owner=Account.from_key(owner).address,
         signer=Account.from_key(signer_key).address,
-        guardian=Account.from_key(guardian).address, outflow_cap=10_000 * 10**18,
+        guardian=Account.from_key(guardian).address,
+        outflow_cap=10_000 * 10**18,
     )
     say(f"AutoPool deployed at {contract.address}")
     db_name = "autopool_devnet"
@@ -136,8 +154,11 @@ def main() -> None:  # noqa: PLR0915 - a linear script of start-up steps
     db_url = args.pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     db_url += f"/{db_name}"
     signer = start_signer_process(
-        raw_key=signer_key, chain_id=anvil.chain_id, contract_address=contract.address,
-        audit_log=work / "signer-audit.jsonl", token=os.urandom(16).hex(),
+        raw_key=signer_key,
+        chain_id=anvil.chain_id,
+        contract_address=contract.address,
+        audit_log=work / "signer-audit.jsonl",
+        token=os.urandom(16).hex(),
     )
     say(f"signer on {signer.url} (address {signer.address})")
     api_port = free_port()
@@ -157,39 +178,71 @@ def main() -> None:  # noqa: PLR0915 - a linear script of start-up steps
     }
     py = sys.executable
     try:
-        subprocess.run([py, "-m", "alembic", "upgrade", "head"], cwd=REPO_ROOT, env=env,  # noqa: S603
-                       check=True, capture_output=True)
-        subprocess.run([py, "-m", "backend.seed_cli"], cwd=REPO_ROOT, env=env, check=True)  # noqa: S603
+        subprocess.run(
+            [py, "-m", "alembic", "upgrade", "head"],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run([py, "-m", "backend.seed_cli"], cwd=REPO_ROOT, env=env, check=True)
         say(f"database {db_name} migrated and seeded (company {company})")
         logs = work / "logs"
         logs.mkdir()
         for name, cmd in {
-            "api": [py, "-m", "uvicorn", "--factory", "backend.main:create_app",
-                    "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
+            "api": [
+                py,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "backend.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--log-level",
+                "warning",
+            ],
             "listener": [py, "-m", "listener"],
-            "worker": [py, "-m", "dramatiq", "backend.payouts.tasks", "--processes", "1",
-                       "--threads", "2"],
+            "worker": [
+                py,
+                "-m",
+                "dramatiq",
+                "backend.payouts.tasks",
+                "--processes",
+                "1",
+                "--threads",
+                "2",
+            ],
         }.items():
             out = (logs / f"{name}.log").open("wb")
-            procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=out))  # noqa: S603
+            procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=out))
         api = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{api}/health")
         say(f"API on {api} (docs at {api}/docs); process logs in {logs}")
 
         before = demo(w3, api, company, args.participants)
-        say(f"ledger before payout: liabilities {before['liabilities']['total']} wei, "
-            f"contract {before['contract_balance']} wei, balanced={before['balanced']}")
-        subprocess.run([py, "-m", "backend.payouts.cli", "enqueue"], cwd=REPO_ROOT, env=env,  # noqa: S603
-                       check=True)
+        say(
+            f"ledger before payout: liabilities {before['liabilities']['total']} wei, "
+            f"contract {before['contract_balance']} wei, balanced={before['balanced']}"
+        )
+        subprocess.run(
+            [py, "-m", "backend.payouts.cli", "enqueue"],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+        )
 
         def paid() -> dict[str, Any] | None:
             s = dict(httpx.get(f"{api}/treasury/summary", timeout=10).json())
             return s if int(s["outflows"]) > 0 else None
 
         after = _wait_for(paid, "the payout batch to execute and confirm")
-        say(f"payout confirmed: outflows {after['outflows']} wei; contract balance "
+        say(
+            f"payout confirmed: outflows {after['outflows']} wei; contract balance "
             f"{after['contract_balance']} wei == liabilities {after['liabilities']['total']} wei:"
-            f" balanced={after['balanced']}")
+            f" balanced={after['balanced']}"
+        )
         if not after["balanced"]:
             raise SystemExit("treasury does not balance")
         if not args.once:

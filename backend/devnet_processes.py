@@ -58,7 +58,7 @@ def start_signer_process(
         "AUTOPOOL_SIGNER_PORT": str(port),
         **(extra_env or {}),
     }
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "signer"],
         cwd=REPO_ROOT,
         env=env,

@@ -20,7 +20,8 @@ async def _main() -> None:
     try:
         async with unit_of_work(make_sessionmaker(engine)) as session:
             company_id = await seed(
-                session, to_checksum_address(settings.company_wallet),
+                session,
+                to_checksum_address(settings.company_wallet),
                 current_plan(settings.plan_path),
             )
         print(f"seeded: company user id {company_id}")

@@ -25,9 +25,11 @@ def _json_safe(value: Any) -> Any:
 
 
 class EventDecoder:
-    def __init__(self, w3: AsyncWeb3, address: str) -> None:
+    def __init__(self, w3: AsyncWeb3[Any], address: str) -> None:
         abi = load_artifact("AutoPool")["abi"]
-        self.contract: AsyncContract = w3.eth.contract(address=address, abi=abi)
+        self.contract: AsyncContract = w3.eth.contract(
+            address=AsyncWeb3.to_checksum_address(address), abi=abi
+        )
         self.by_topic: dict[bytes, str] = {
             event_abi_to_log_topic(item): item["name"]  # type: ignore[arg-type]
             for item in abi

@@ -9,6 +9,7 @@ been replaced (a reorg deeper than that), the listener stops and says so rather 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import select
@@ -34,7 +35,7 @@ class ChainSync:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        w3: AsyncWeb3,
+        w3: AsyncWeb3[Any],
         chain_id: int,
         contract: str,
         *,

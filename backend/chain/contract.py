@@ -50,7 +50,7 @@ class AutoPoolABI:
         self.address = to_checksum_address(address) if address else ""
 
     @cached_property
-    def contract(self) -> Contract:
+    def contract(self) -> type[Contract]:
         return Web3().eth.contract(abi=load_artifact("AutoPool")["abi"])
 
     def register_data(self, message: dict[str, Any], signature: str) -> str:

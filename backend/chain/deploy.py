@@ -33,4 +33,6 @@ def deploy_autopool(
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
     if receipt["status"] != 1:
         raise RuntimeError(f"AutoPool deployment reverted: {tx_hash.hex()}")
-    return w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
+    address = receipt["contractAddress"]
+    assert address is not None
+    return w3.eth.contract(address=address, abi=art["abi"])

@@ -7,5 +7,5 @@ from dramatiq.brokers.redis import RedisBroker
 
 from backend.core.settings import get_settings
 
-broker = RedisBroker(url=get_settings().redis_url)
+broker = RedisBroker(url=get_settings().redis_url)  # type: ignore[no-untyped-call]
 dramatiq.set_broker(broker)

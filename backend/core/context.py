@@ -28,4 +28,4 @@ class AppContext:
     abi: AutoPoolABI
     plan: PlanConfig
     plan_hash: str
-    w3: AsyncWeb3
+    w3: AsyncWeb3[Any]

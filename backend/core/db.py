@@ -35,6 +35,14 @@ LOCK_LISTENER_LEADER = 0x4150_0002
 LOCK_PAYOUT_BUILD = 0x4150_0003
 
 
+async def next_value(session: AsyncSession, sequence: str) -> int:
+    """The next value of a Postgres sequence (never handed out twice, even on rollback)."""
+    value = await session.scalar(text(f"SELECT nextval('{sequence}')"))
+    if value is None:
+        raise RuntimeError(f"sequence {sequence} returned nothing")
+    return int(value)
+
+
 async def advisory_xact_lock(session: AsyncSession, key: int) -> None:
     """Serialize with every other transaction taking the same key, until this one ends."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})

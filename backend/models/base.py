@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, DateTime, MetaData, Numeric, String, func
+from sqlalchemy import BigInteger, DateTime, Dialect, MetaData, Numeric, String, func
 from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.types import TypeDecorator
 
-# Wei amounts: exact integers up to 2^256 (78 decimal digits). Never floats.
-Wei = Numeric(78, 0)
+
+class WeiType(TypeDecorator[int]):
+    """NUMERIC(78,0) in SQL, `int` in Python: exact integers up to 2^256. A float is refused
+    rather than rounded."""
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, float | bool):
+            raise TypeError(f"wei amounts are integers, got {value!r}")
+        if isinstance(value, Decimal) and value != value.to_integral_value():
+            raise TypeError(f"wei amounts are integers, got {value!r}")
+        return Decimal(int(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+Wei = WeiType()
 Address = String(42)
 Hash32 = String(66)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -40,8 +39,8 @@ class Transaction(Base):
     id: Mapped[BigPK]
     kind: Mapped[str] = mapped_column(String(16))
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
-    nonce: Mapped[Decimal] = mapped_column(Wei, unique=True)
-    amount: Mapped[Decimal] = mapped_column(Wei)
+    nonce: Mapped[int] = mapped_column(Wei, unique=True)
+    amount: Mapped[int] = mapped_column(Wei)
     deadline: Mapped[int] = mapped_column(BigInteger)
     plan_hash: Mapped[str] = mapped_column(Hash32)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -57,8 +56,8 @@ class Retopup(Base):
 
     id: Mapped[BigPK]
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
-    amount: Mapped[Decimal] = mapped_column(Wei)
-    nonce: Mapped[Decimal] = mapped_column(Wei, unique=True)
+    amount: Mapped[int] = mapped_column(Wei)
+    nonce: Mapped[int] = mapped_column(Wei, unique=True)
     plan_hash: Mapped[str] = mapped_column(Hash32)
     chain_event_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("chain_events.id"), unique=True
@@ -84,7 +83,7 @@ class Reward(Base):
     chain_event_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chain_events.id"))
     line_no: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
-    amount: Mapped[Decimal] = mapped_column(Wei)
+    amount: Mapped[int] = mapped_column(Wei)
     kind: Mapped[str] = mapped_column(String(24))
     status: Mapped[str] = mapped_column(String(16))
     level: Mapped[int | None] = mapped_column(Integer)

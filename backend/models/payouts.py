@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
@@ -30,20 +29,20 @@ class PayoutBatch(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     status: Mapped[str] = mapped_column(String(16), default="built")
-    total: Mapped[Decimal] = mapped_column(Wei)
+    total: Mapped[int] = mapped_column(Wei)
     recipient_count: Mapped[int] = mapped_column(Integer)
-    nonce: Mapped[Decimal] = mapped_column(Wei, unique=True)
+    nonce: Mapped[int] = mapped_column(Wei, unique=True)
     deadline: Mapped[int] = mapped_column(BigInteger)
     signature: Mapped[str | None] = mapped_column(Text)
     digest: Mapped[str | None] = mapped_column(Hash32)
     sender: Mapped[str | None] = mapped_column(Address)
     account_nonce: Mapped[int | None] = mapped_column(BigInteger)
-    gas_price: Mapped[Decimal | None] = mapped_column(Wei)
+    gas_price: Mapped[int | None] = mapped_column(Wei)
     tx_hash: Mapped[str | None] = mapped_column(Hash32)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     executed_block: Mapped[int | None] = mapped_column(BigInteger)
-    paid_total: Mapped[Decimal | None] = mapped_column(Wei)
-    deferred_total: Mapped[Decimal | None] = mapped_column(Wei)
+    paid_total: Mapped[int | None] = mapped_column(Wei)
+    deferred_total: Mapped[int | None] = mapped_column(Wei)
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -61,5 +60,5 @@ class PayoutLine(Base):
     position: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     recipient: Mapped[str] = mapped_column(Address)
-    amount: Mapped[Decimal] = mapped_column(Wei)
+    amount: Mapped[int] = mapped_column(Wei)
     status: Mapped[str] = mapped_column(String(16), default="batched")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
@@ -29,7 +28,7 @@ class Pool(Base):
     __tablename__ = "pools"
 
     level: Mapped[int] = mapped_column(Integer, primary_key=True)
-    price: Mapped[Decimal] = mapped_column(Wei)
+    price: Mapped[int] = mapped_column(Wei)
     next_slot: Mapped[int] = mapped_column(BigInteger, default=0)
     node_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
@@ -50,7 +49,7 @@ class PoolNode(Base):
     slot: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     filled: Mapped[int] = mapped_column(Integer, default=0)
-    reserved: Mapped[Decimal] = mapped_column(Wei, default=0)
+    reserved: Mapped[int] = mapped_column(Wei, default=0)
     completed: Mapped[bool] = mapped_column(Boolean, default=False)
     placement_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("placements.id"))
     created_at: Mapped[CreatedAt]
@@ -76,7 +75,7 @@ class Placement(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
     level: Mapped[int] = mapped_column(Integer)
     slot: Mapped[int] = mapped_column(BigInteger)
-    amount: Mapped[Decimal] = mapped_column(Wei)
+    amount: Mapped[int] = mapped_column(Wei)
     source: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     plan_hash: Mapped[str] = mapped_column(Hash32)

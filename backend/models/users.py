@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,10 +36,10 @@ class UserBalance(Base):
     __tablename__ = "user_balances"
 
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), primary_key=True)
-    pending: Mapped[Decimal] = mapped_column(Wei, default=0)
-    held: Mapped[Decimal] = mapped_column(Wei, default=0)
-    reserved: Mapped[Decimal] = mapped_column(Wei, default=0)
-    batched: Mapped[Decimal] = mapped_column(Wei, default=0)
-    claimable: Mapped[Decimal] = mapped_column(Wei, default=0)
-    paid: Mapped[Decimal] = mapped_column(Wei, default=0)
-    reinvested: Mapped[Decimal] = mapped_column(Wei, default=0)
+    pending: Mapped[int] = mapped_column(Wei, default=0)
+    held: Mapped[int] = mapped_column(Wei, default=0)
+    reserved: Mapped[int] = mapped_column(Wei, default=0)
+    batched: Mapped[int] = mapped_column(Wei, default=0)
+    claimable: Mapped[int] = mapped_column(Wei, default=0)
+    paid: Mapped[int] = mapped_column(Wei, default=0)
+    reinvested: Mapped[int] = mapped_column(Wei, default=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,7 +32,7 @@ class SettlementResult:
 async def settle_once(
     sessions: async_sessionmaker[AsyncSession],
     signer: PayloadSigner,
-    w3: AsyncWeb3,
+    w3: AsyncWeb3[Any],
     settings: Settings,
     *,
     created_by: str = "worker",

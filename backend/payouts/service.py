@@ -18,7 +18,7 @@ from web3 import AsyncWeb3
 
 from backend.chain.contract import AutoPoolABI
 from backend.core.context import PayloadSigner
-from backend.core.db import LOCK_PAYOUT_BUILD, advisory_xact_lock
+from backend.core.db import LOCK_PAYOUT_BUILD, advisory_xact_lock, next_value
 from backend.models import PayoutBatch, PayoutLine, Reward, User
 from backend.payouts.errors import BatchNotFound, BatchWrongState, NothingToPay
 from backend.rewards.ledger import BalanceDeltas
@@ -41,8 +41,8 @@ async def build_batch(
     )
     if not user_ids:
         raise NothingToPay("no unfrozen participant has pending rewards")
-    batch_id = int(await session.scalar(select(func.nextval("payout_batch_id_seq"))))
-    nonce = int(await session.scalar(select(func.nextval("eip712_nonce_seq"))))
+    batch_id = await next_value(session, "payout_batch_id_seq")
+    nonce = await next_value(session, "eip712_nonce_seq")
     batch = PayoutBatch(
         id=batch_id,
         status="built",
@@ -119,7 +119,7 @@ async def sign_batch(session: AsyncSession, signer: PayloadSigner, batch_id: int
 
 
 async def submit_batch(
-    session: AsyncSession, w3: AsyncWeb3, abi: AutoPoolABI, sender_key: str, batch_id: int
+    session: AsyncSession, w3: AsyncWeb3[Any], abi: AutoPoolABI, sender_key: str, batch_id: int
 ) -> PayoutBatch:
     """Send the signed batch from the settlement sender. The account nonce is fixed at the first
     submission, so a retry can only replace this transaction, never add a second one."""

@@ -3,6 +3,8 @@ the ledger's liabilities (DESIGN §4). Every figure comes from the chain or the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from web3 import AsyncWeb3
@@ -23,7 +25,7 @@ async def _event_sum(session: AsyncSession, names: tuple[str, ...]) -> int:
     return int(total or 0)
 
 
-async def summary(session: AsyncSession, w3: AsyncWeb3, contract: str) -> TreasurySummary:
+async def summary(session: AsyncSession, w3: AsyncWeb3[Any], contract: str) -> TreasurySummary:
     block = await session.scalar(select(func.max(BlockchainSync.last_block)))
     block = int(block) if block is not None else 0
     rows = (

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.context import AppContext
-from backend.core.db import LOCK_LEVEL1_LEASES, advisory_xact_lock
+from backend.core.db import LOCK_LEVEL1_LEASES, advisory_xact_lock, next_value
 from backend.models import Placement, SlotLease, Transaction, User
 from backend.plan.engine import parent_slot
 from backend.pool import repository as pool_repo
@@ -31,7 +31,7 @@ SLOT_RETRY_SECONDS = 5
 
 
 async def next_nonce(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.nextval("eip712_nonce_seq"))))
+    return await next_value(session, "eip712_nonce_seq")
 
 
 def _out(ctx: AppContext, payload: dict[str, Any], signature: str) -> RegistrationOut:
