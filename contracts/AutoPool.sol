@@ -216,8 +216,9 @@ contract AutoPool {
     /// most once (its nonce), only by its user, only with exactly its amount, only until its
     /// deadline, only while not paused.
     function register(Registration calldata p, bytes calldata signature) external payable nonReentrant {
-        _checkInflow(p.user, p.amount, p.deadline);
+        // "Already done" outranks every other error, so a retry learns that first.
         _useNonce(p.nonce);
+        _checkInflow(p.user, p.amount, p.deadline);
         _verify(
             keccak256(
                 abi.encode(REGISTRATION_TYPEHASH, p.user, p.referrer, p.slot, p.amount, p.planHash, p.nonce, p.deadline)
@@ -229,8 +230,8 @@ contract AutoPool {
 
     /// @notice Pay a backend-signed retopup; same guarantees as `register`.
     function retopup(Retopup calldata p, bytes calldata signature) external payable nonReentrant {
-        _checkInflow(p.user, p.amount, p.deadline);
         _useNonce(p.nonce);
+        _checkInflow(p.user, p.amount, p.deadline);
         _verify(keccak256(abi.encode(RETOPUP_TYPEHASH, p.user, p.amount, p.planHash, p.nonce, p.deadline)), signature);
         emit RetopupCompleted(p.user, p.amount, p.planHash, p.nonce);
     }
@@ -242,15 +243,16 @@ contract AutoPool {
     /// 24-hour outflow cap. Each recipient is called with a bounded gas stipend; a recipient
     /// that reverts or runs out of gas does not revert the batch: its amount becomes claimable.
     function executeBatchPayouts(PayoutBatch calldata batch, bytes calldata signature) external nonReentrant {
+        uint256 batchId = batch.batchId;
+        // Marked first: a resubmitted batch that already executed gets `BatchAlreadyExecuted`
+        // whatever else holds now (past deadline, paused), so the settlement worker can never
+        // mistake an executed batch for an expired one. Any later revert undoes the mark.
+        _markBatch(batchId);
         if (_paused) revert ContractPaused();
         if (block.timestamp > batch.deadline) revert DeadlineExpired(batch.deadline, block.timestamp);
-        uint256 batchId = batch.batchId;
         Payout[] calldata payouts = batch.payouts;
         uint256 count = payouts.length;
         if (count == 0) revert EmptyBatch();
-
-        // Effects that make the batch unrepeatable come before any call out.
-        _markBatch(batchId);
         _useNonce(batch.nonce);
         (bytes32 payoutsHash, uint256 total) = _hashPayouts(payouts);
         _verify(keccak256(abi.encode(PAYOUT_BATCH_TYPEHASH, batchId, payoutsHash, batch.nonce, batch.deadline)), signature);

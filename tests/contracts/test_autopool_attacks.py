@@ -251,6 +251,27 @@ def test_batch_id_executes_at_most_once(harness: PoolHarness) -> None:
     assert h.balance() == 19 * ETHER
 
 
+def test_executed_batch_reports_already_executed_even_after_deadline_or_pause(
+    harness: PoolHarness,
+) -> None:
+    """A settlement worker retrying an executed batch must never read it as expired."""
+    h = harness
+    h.register(h.users[0], 20 * ETHER)
+    batch = h.batch([(h.users[1], ETHER)], deadline=h.now() + 60)
+    sig = h.sign("PayoutBatch", batch)
+    assert h.send(h.batch_fn(batch, sig), h.sender)["status"] == 1
+    h.w3.provider.make_request("evm_increaseTime", [120])  # type: ignore[arg-type]
+    h.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    h.expect_revert(h.batch_fn(batch, sig), "BatchAlreadyExecuted", h.sender)
+    h.send(h.pool.functions.pause(), h.guardian)
+    h.expect_revert(h.batch_fn(batch, sig), "BatchAlreadyExecuted", h.sender)
+    # An unexecuted batch past its deadline is reported as expired.
+    late = h.batch([(h.users[1], ETHER)], deadline=h.now() - 1)
+    h.send(h.pool.functions.unpause(), h.owner)
+    h.expect_revert(h.batch_fn(late), "DeadlineExpired", h.sender)
+    assert not h.pool.functions.batchExecuted(late["batchId"]).call()
+
+
 def test_batch_checks_recipients_and_shape(harness: PoolHarness) -> None:
     h = harness
     h.register(h.users[0], 20 * ETHER)
