@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -149,10 +148,18 @@ class PlanConfig(BaseModel):
         """The sponsor's DIRECT share of a registration paying ``amount`` (floored)."""
         return amount * self.direct_bps // BPS
 
-    @cached_property
+    @property
     def constants(self) -> PlanConstants:
-        """Precomputed numbers for the engine's hot path (not part of the document)."""
-        return PlanConstants(self)
+        """Precomputed numbers for the engine's hot path (not part of the document).
+
+        Cached on the instance, and tied to it: `model_copy` copies the instance's __dict__,
+        so a copy with other values must not reuse the original's numbers.
+        """
+        cached = self.__dict__.get("_constants")
+        if cached is None or cached.source is not self:
+            cached = PlanConstants(self)
+            self.__dict__["_constants"] = cached
+        return cached
 
     # -- canonical form and hash ----------------------------------------------------------
 
@@ -190,9 +197,11 @@ class PlanConstants:
         "levels",
         "reserve_from",
         "reserve_policy",
+        "source",
     )
 
     def __init__(self, plan: PlanConfig) -> None:
+        self.source = plan
         self.layer_bps = plan.layer_bps
         self.company_bps = plan.company_bps
         self.direct_bps = plan.direct_bps

@@ -12,7 +12,6 @@ whole state is identical after every event; that test is what licenses the bench
 from __future__ import annotations
 
 from collections.abc import Sequence
-from heapq import heappop, heappush
 
 from backend.plan.config import MATRIX_SIZE, PlanConfig, ReservePolicy
 from backend.plan.errors import InconsistentState
@@ -48,27 +47,17 @@ class FastMemoryPool(MemoryPool):
             raise InconsistentState(f"sponsor {sponsor_id} is not registered")
         if slot is None:
             book = self.leases
-            if book.has_leases():
+            s = book._next
+            state = book._state
+            if book._deadline or book._holes or book._waiting or state[(s - 1) // 2] != _CONFIRMED:
                 slot = book.lease_and_confirm(now)
             else:
-                # SlotLeaseBook.lease_and_confirm with no lease outstanding, inlined: the lowest
-                # candidate that is still free
-                cand = book._candidates
-                state = book._state
-                slot = cand[0] if cand else -1
-                while slot >= 0 and slot < len(state) and state[slot]:
-                    heappop(cand)
-                    slot = cand[0] if cand else -1
-                if slot < 0:  # pragma: no cover - the heap always holds the open children
-                    slot = book.lease_and_confirm(now)
-                else:
-                    heappop(cand)
-                    if slot >= len(state):
-                        book._grow(slot)
-                        state = book._state
-                    state[slot] = _CONFIRMED
-                    heappush(cand, 2 * slot + 1)
-                    heappush(cand, 2 * slot + 2)
+                # SlotLeaseBook.lease_and_confirm in the in-order case, inlined
+                book._next = s + 1
+                if s >= len(state):
+                    book._grow(s)
+                state[s] = _CONFIRMED
+                slot = s
         else:
             self.leases.confirm(slot)
         self.sponsor.append(-1 if sponsor_id is None else sponsor_id)
@@ -234,7 +223,6 @@ class FastMemoryPool(MemoryPool):
         pending_append = pending.append
         held_append = held.append
         company = self.company_id
-        cand = book._candidates
         state = book._state
         tree = self.levels[1]
         owner = tree.owner
@@ -279,16 +267,14 @@ class FastMemoryPool(MemoryPool):
                 pid = len(sponsor)
                 if e >= pid:
                     raise InconsistentState(f"sponsor {e} is not registered")
-                slot = cand[0]
-                while slot < len(state) and state[slot]:
-                    heappop(cand)
-                    slot = cand[0]
-                heappop(cand)
-                if slot >= len(state):
-                    book._grow(slot)
-                state[slot] = _CONFIRMED
-                heappush(cand, 2 * slot + 1)
-                heappush(cand, 2 * slot + 2)
+                slot = book._next
+                if book._holes or book._waiting or state[(slot - 1) // 2] != _CONFIRMED:
+                    slot = book.lease_and_confirm()  # out of order: the general rule
+                else:  # in order: the next slot, O(1)
+                    book._next = slot + 1
+                    if slot >= len(state):
+                        book._grow(slot)
+                    state[slot] = _CONFIRMED
                 sponsor_append(e)
                 frozen_append(0)
                 has_retopup_append(0)

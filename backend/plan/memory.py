@@ -9,6 +9,7 @@ per-node objects), so memory and garbage-collector work stay flat as the tree gr
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -53,13 +54,17 @@ class Step(NamedTuple):
 
 
 class _Level:
-    """One level's tree: owner, matrix fill and reserve per slot."""
+    """One level's tree: owner, matrix fill and reserve per slot.
+
+    Owners and matrix counts are flat arrays (values inline, 8 and 1 bytes a slot) so a lookup
+    costs one cache line however large the tree; reserves are wei, beyond 64 bits, so a list.
+    """
 
     __slots__ = ("completed", "count", "filled", "owner", "reserved")
 
     def __init__(self, company_id: int) -> None:
-        self.owner: list[int] = [company_id]
-        self.filled: list[int] = [0]
+        self.owner = array("q", [company_id])
+        self.filled = bytearray(1)
         self.reserved: list[int] = [0]
         self.completed = bytearray(1)
         self.count = 1  # nodes placed, the root included
@@ -68,8 +73,8 @@ class _Level:
         n = len(self.owner)
         if slot >= n:
             grow = max(slot + 1 - n, n)
-            self.owner.extend([_NO_OWNER] * grow)
-            self.filled.extend([0] * grow)
+            self.owner.extend(array("q", [_NO_OWNER]) * grow)
+            self.filled.extend(bytes(grow))
             self.reserved.extend([0] * grow)
             self.completed.extend(bytes(grow))
 
@@ -109,7 +114,8 @@ class MemoryPool:
     ) -> None:
         self.plan = plan
         self.company_id = COMPANY_ID
-        self.sponsor: list[int] = [-1]
+        # sponsor id per participant, -1 for none: a flat array, one cache line per lookup
+        self.sponsor = array("q", [-1])
         self.frozen = bytearray(1)
         self.has_retopup = bytearray(1)
         self.pending: list[int] = [0]

@@ -51,16 +51,23 @@ def lowest_leasable_slot(confirmed: Set[int], leases: Mapping[int, int], now: in
 class SlotLeaseBook:
     """Leases of one level-1 tree: lease the lowest leasable slot, confirm, reuse expired.
 
-    Candidates are slots whose parent is confirmed (a min-heap, stale entries skipped);
-    expired leases go back into it, so an expired lease's hole is the next to fill.
+    O(1) per registration when confirmations come in slot order (the common case), whatever
+    the size of the tree: ``_next`` is the lowest slot never leased, and its parent is normally
+    confirmed already — the FIFO of DESIGN §4. Out-of-order cases are kept small: ``_holes`` is a
+    min-heap of free slots below ``_next`` whose parent is confirmed (expired leases, and slots
+    skipped while their parent was under a lease and confirmed since); ``_waiting`` holds the
+    skipped slots whose parent is still not confirmed. Every free slot below ``_next`` is in one
+    of the two.
     """
 
-    __slots__ = ("_candidates", "_deadline", "_expiries", "_state")
+    __slots__ = ("_deadline", "_expiries", "_holes", "_next", "_state", "_waiting")
 
     def __init__(self) -> None:
         self._state = bytearray([_CONFIRMED])  # slot 0: the company's root
+        self._next = 1
+        self._holes: list[int] = []
+        self._waiting: set[int] = set()
         self._deadline: dict[int, int] = {}
-        self._candidates: list[int] = [1, 2]
         self._expiries: list[tuple[int, int]] = []
 
     def _grow(self, slot: int) -> None:
@@ -92,27 +99,52 @@ class SlotLeaseBook:
             if self._state[slot] == _LEASED and self._deadline.get(slot) == deadline:
                 self._state[slot] = _FREE
                 del self._deadline[slot]
-                heapq.heappush(self._candidates, slot)
+                heapq.heappush(self._holes, slot)  # it was leased, so its parent is confirmed
+
+    def _advance(self) -> int:
+        """Move ``_next`` to the lowest never-leased slot whose parent is confirmed (slots
+        skipped on the way wait for their parent); -1 if there is none."""
+        state = self._state
+        s = self._next
+        while True:
+            parent = (s - 1) // 2
+            if state[parent] == _CONFIRMED:  # parent < s <= len(state)
+                self._next = s
+                return s
+            if parent >= self._next and s > 2 * self._next:
+                # every parent from here on was never leased: nothing below can be leased
+                self._next = s
+                return -1
+            if s >= len(state):
+                self._grow(s)
+                state = self._state
+            self._waiting.add(s)
+            s += 1
 
     def peek(self, now: int) -> int:
         """The slot `lease` would return at ``now`` (reclaims expired leases)."""
         self._reclaim(now)
-        cand = self._candidates
-        state = self._state
-        while cand:
-            s = cand[0]
-            if s >= len(state) or state[s] == _FREE:
-                return s
-            heapq.heappop(cand)  # stale: leased or confirmed since it was pushed
-        raise NoLeasableSlot("every free slot's parent is under a live lease")
+        s = self._advance()
+        holes = self._holes
+        if holes and (s < 0 or holes[0] < s):
+            return holes[0]
+        if s < 0:
+            raise NoLeasableSlot("every free slot's parent is under a live lease")
+        return s
+
+    def _take(self, s: int) -> None:
+        if self._holes and self._holes[0] == s:
+            heapq.heappop(self._holes)
+        else:
+            self._next = s + 1
+        self._grow(s)
 
     def lease(self, now: int, deadline: int) -> int:
         """Lease the lowest leasable slot until ``deadline``."""
         if not lease_is_live(deadline, now):
             raise InconsistentState(f"deadline {deadline} has already passed at {now}")
         s = self.peek(now)
-        heapq.heappop(self._candidates)
-        self._grow(s)
+        self._take(s)
         self._state[s] = _LEASED
         self._deadline[s] = deadline
         heapq.heappush(self._expiries, (deadline, s))
@@ -124,15 +156,20 @@ class SlotLeaseBook:
             raise InconsistentState(f"slot {slot} is not under a lease")
         self._state[slot] = _CONFIRMED
         del self._deadline[slot]
-        heapq.heappush(self._candidates, 2 * slot + 1)
-        heapq.heappush(self._candidates, 2 * slot + 2)
+        self._open_children(slot)
+
+    def _open_children(self, slot: int) -> None:
+        waiting = self._waiting
+        if waiting:
+            for child in (2 * slot + 1, 2 * slot + 2):
+                if child in waiting:
+                    waiting.remove(child)
+                    heapq.heappush(self._holes, child)
 
     def lease_and_confirm(self, now: int = 0) -> int:
         """Lease and confirm at once (a registration confirmed in the block it was leased in)."""
         s = self.peek(now)
-        heapq.heappop(self._candidates)
-        self._grow(s)
+        self._take(s)
         self._state[s] = _CONFIRMED
-        heapq.heappush(self._candidates, 2 * s + 1)
-        heapq.heappush(self._candidates, 2 * s + 2)
+        self._open_children(s)
         return s

@@ -166,3 +166,10 @@ def test_model_round_trips_through_json() -> None:
     again = PlanConfig.model_validate_json(V1.model_dump_json())
     assert again == V1
     assert again.plan_hash() == V1.plan_hash()
+
+
+def test_a_copy_with_other_values_does_not_reuse_the_originals_constants() -> None:
+    assert V1.constants.reserve_from == 10
+    copy = V1.model_copy(update={"reserve_slots": 13})
+    assert copy.constants.reserve_from == 1
+    assert V1.constants.reserve_from == 10

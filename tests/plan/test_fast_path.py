@@ -42,6 +42,7 @@ event = st.one_of(
     st.tuples(st.just("freeze"), st.integers(0, 10**6)),
     st.tuples(st.just("unfreeze"), st.integers(0, 10**6)),
     st.tuples(st.just("lease_confirm"), st.integers(0, 10**6)),
+    st.tuples(st.just("abandon"), st.integers(0, 10**6)),
 )
 
 
@@ -49,7 +50,9 @@ def apply(pool: MemoryPool, e: tuple[str, int], now: int) -> None:
     kind, x = e
     n = pool.participant_count
     if kind == "register":
-        pool.register(x % n)
+        pool.register(x % n, now=now)
+    elif kind == "abandon":  # a lease nobody pays: it expires and leaves a hole
+        pool.lease(now, now)
     elif kind == "lease_confirm":
         slot = pool.lease(now, now + 1)
         pool.register(x % n, slot=slot)

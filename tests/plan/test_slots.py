@@ -44,7 +44,7 @@ def test_reference_needs_the_root() -> None:
         lowest_leasable_slot(set(), {}, 0)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from(["lease", "confirm", "tick"]), st.integers(0, 1000)),
