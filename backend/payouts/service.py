@@ -21,6 +21,7 @@ from backend.core.context import PayloadSigner
 from backend.core.db import LOCK_PAYOUT_BUILD, advisory_xact_lock, next_value
 from backend.models import PayoutBatch, PayoutLine, Reward, User
 from backend.payouts.errors import BatchNotFound, BatchWrongState, NothingToPay
+from backend.pool.repository import confirmed_block_time
 from backend.rewards.ledger import BalanceDeltas
 
 
@@ -49,7 +50,7 @@ async def build_batch(
         total=0,
         recipient_count=0,
         nonce=nonce,
-        deadline=int(time.time()) + deadline_seconds,
+        deadline=max(int(time.time()), await confirmed_block_time(session)) + deadline_seconds,
         created_by=created_by,
     )
     session.add(batch)

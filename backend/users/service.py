@@ -121,7 +121,7 @@ async def register(
         live = await pool_repo.live_lease_of_user(session, user.id)
         if live is not None and live.deadline >= confirmed_time:
             # Its payload may still execute: never lease a second slot beside it.
-            if live.referrer_id == referrer.id and live.deadline > int(time.time()):
+            if live.referrer_id == referrer.id and live.deadline > max(time.time(), confirmed_time):
                 tx = await session.get(Transaction, live.transaction_id)
                 assert tx is not None
                 return _out(ctx, tx.payload, tx.signature)  # a wallet's retry: same payload
@@ -135,7 +135,8 @@ async def register(
 
     slot, lapsed = await _lease_slot(session, confirmed_time)
     nonce = await next_nonce(session)
-    deadline = int(time.time()) + ctx.settings.lease_seconds
+    # The contract compares with block time: never start from a clock behind the chain's.
+    deadline = max(int(time.time()), confirmed_time) + ctx.settings.lease_seconds
     amount = ctx.plan.entry_price
     payload: dict[str, Any] = {
         "user": wallet,
