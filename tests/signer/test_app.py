@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from eth_account import Account
 
-from backend.chain.signer_client import SignerClient, SignerRefused
+from backend.chain.anvil import free_port
+from backend.chain.signer_client import SignerClient, SignerRefused, SignerUnavailable
 from backend.chain.typed_data import Domain, full_message
 from signer.app import create_app
+from signer.audit import read_records
 from signer.service import SigningService
-from tests.signer.conftest import CONTRACT, DEV_SIGNER_KEY, ETHER, TOKEN, batch, registration
+from tests.signer.conftest import (
+    CONTRACT,
+    DEV_SIGNER_KEY,
+    ETHER,
+    TOKEN,
+    batch,
+    registration,
+    start_signer,
+)
 
 
 @pytest.fixture
@@ -119,17 +130,36 @@ async def test_health_address_and_metrics(http: httpx.AsyncClient, service: Sign
     assert 'autopool_signer_sign_seconds_count{type="Registration"} 1.0' in text
 
 
-async def test_client_maps_refusals(service: SigningService) -> None:
-    app = create_app(service, TOKEN)
-    client = SignerClient("http://signer", TOKEN)
-    client._http = httpx.AsyncClient(  # route the real client through the in-process app
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://signer",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
-    async with client:
-        sig = await client.sign("Registration", registration())
-        assert sig.signer == await client.address()
-        with pytest.raises(SignerRefused) as info:
-            await client.sign("PayoutBatch", batch([60 * ETHER, 41 * ETHER]))
-        assert (info.value.rule, info.value.status) == ("batch-total-cap", 403)
+async def test_client_against_the_running_service(tmp_path: Path) -> None:
+    env = {
+        "AUTOPOOL_SIGNER_KEY_BACKEND": "raw",
+        "AUTOPOOL_SIGNER_RAW_KEY": DEV_SIGNER_KEY,
+        "AUTOPOOL_SIGNER_AUTH_TOKEN": TOKEN,
+        "AUTOPOOL_SIGNER_CHAIN_ID": "31337",
+        "AUTOPOOL_SIGNER_CONTRACT_ADDRESS": CONTRACT,
+        "AUTOPOOL_SIGNER_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
+        "AUTOPOOL_SIGNER_MAX_BATCH_TOTAL_WEI": str(100 * ETHER),
+    }
+    sp = start_signer(env, tmp_path / "signer.log")
+    try:
+        async with SignerClient(sp.url, TOKEN) as client:
+            sig = await client.sign("Registration", registration())
+            assert sig.signer == await client.address()
+            with pytest.raises(SignerRefused) as info:
+                await client.sign("PayoutBatch", batch([60 * ETHER, 41 * ETHER]))
+            assert (info.value.rule, info.value.status) == ("batch-total-cap", 403)
+        async with SignerClient(sp.url, "nope") as intruder:
+            with pytest.raises(SignerRefused) as info:
+                await intruder.sign("Registration", registration())
+            assert (info.value.rule, info.value.status) == ("unauthorized", 401)
+    finally:
+        sp.stop()
+    assert "WARNING: key_backend=raw" in sp.log()  # the loud development-key warning
+    events = [r["event"] for r in read_records(tmp_path / "audit.jsonl")]
+    assert events == ["signature", "refusal"]
+
+
+async def test_client_reports_an_unreachable_signer() -> None:
+    async with SignerClient(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=1) as client:
+        with pytest.raises(SignerUnavailable):
+            await client.sign("Registration", registration())
