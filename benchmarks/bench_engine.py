@@ -268,7 +268,7 @@ def main() -> None:
         f"| auto-progression plan: {p_n:,} registrations + retopups, {p_pool.placements:,} "
         f"placements ({p_pool.progressions:,} auto-progressions, up to level {top}) "
         f"| {us(p_cpu / p_events)} | {p_pool.placements / p_cpu:,.0f} placements/s "
-        f"| {us(p_wall / p_events)} | — |"
+        f"| {us(p_wall / p_events)} | wall {p_pool.placements / p_wall:,.0f} placements/s |"
     )
     ratio = per_event[sizes[-1]][0] / base_cpu
     ratio_min = per_event[sizes[-1]][1] / base_min
