@@ -111,3 +111,41 @@ contract ReentrantRecipient {
         }
     }
 }
+
+/// The shape of a common smart-contract wallet: a proxy whose receive does a cold SLOAD of its
+/// implementation and a cold DELEGATECALL into code that emits an event (as Safe does). It
+/// must be paid directly under PAYOUT_GAS_STIPEND, not deferred.
+contract WalletImplementation {
+    event SafeReceived(address indexed sender, uint256 value);
+
+    receive() external payable {
+        emit SafeReceived(msg.sender, msg.value);
+    }
+}
+
+contract ProxyWallet {
+    address internal singleton;
+
+    constructor(address singleton_) {
+        singleton = singleton_;
+    }
+
+    receive() external payable {
+        _delegate();
+    }
+
+    fallback() external payable {
+        _delegate();
+    }
+
+    function _delegate() private {
+        address impl = singleton;
+        assembly {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), impl, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
+}

@@ -9,7 +9,7 @@ from web3.exceptions import Web3RPCError
 from web3.types import TxParams, Wei
 
 from backend.chain import typed_data
-from tests.contracts.conftest import ETHER, PLAN_HASH, PoolHarness, abi_items
+from tests.contracts.conftest import ETHER, PLAN_HASH, PoolHarness, abi_items, deploy_artifact
 
 
 def test_typehashes_equal_the_backend_type_strings(harness: PoolHarness) -> None:
@@ -220,3 +220,18 @@ def test_owner_has_no_function_that_moves_funds(harness: PoolHarness) -> None:
     }
     assert not any(i.get("type") in ("receive", "fallback") for i in abi_items(harness.pool))
     assert "withdraw" not in names and "rescue" not in names
+
+
+def test_proxy_wallet_is_paid_directly_under_the_stipend(harness: PoolHarness) -> None:
+    """A Safe-like proxy (cold SLOAD + cold DELEGATECALL + event) fits in 12,300 gas."""
+    h = harness
+    impl = deploy_artifact(h.w3, "WalletImplementation", "test/Recipients", sender=h.owner)
+    wallet = deploy_artifact(h.w3, "ProxyWallet", "test/Recipients", impl.address, sender=h.owner)
+    h.register(h.users[0], 5 * ETHER)
+    receipt = h.execute([(wallet.address, ETHER), (h.users[1], ETHER)])
+    assert h.events(receipt, "PayoutDeferred") == []
+    assert [e["args"]["recipient"] for e in h.events(receipt, "PayoutExecuted")] == [
+        wallet.address,
+        h.users[1],
+    ]
+    assert h.w3.eth.get_balance(wallet.address) == ETHER
