@@ -1,5 +1,8 @@
 """HTTP surface of the signer: POST /sign (bearer token), GET /health, /address, /metrics.
 
+/health, /address and /metrics need no token: they reveal nothing that is not public (the
+address is on chain as `signer()`), and probes and scrapers should not hold the signing token.
+
 Errors are RFC 9457 problem documents (`application/problem+json`); a refusal's `type` is
 `urn:autopool:problem:signer:<rule>` and the `rule` member repeats the rule name.
 """
@@ -14,8 +17,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from signer.policy import Refused
 from signer.service import SigningService
@@ -46,7 +52,7 @@ def problem(status: int, rule: str, detail: str, headers: dict[str, str] | None 
     )
 
 
-def create_app(service: SigningService, token: str, *, key_backend: str = "keystore") -> FastAPI:
+def create_app(service: SigningService, token: str, *, key_backend: str = "keystore") -> Starlette:
     """The ASGI app. `token` is the shared secret callers present as `Authorization: Bearer`."""
     expected = token.encode()
     audit = service.audit
@@ -54,7 +60,7 @@ def create_app(service: SigningService, token: str, *, key_backend: str = "keyst
     log = structlog.get_logger("signer.http")
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await audit.start()
         log.info(
             "signer started",
@@ -67,25 +73,15 @@ def create_app(service: SigningService, token: str, *, key_backend: str = "keyst
         yield
         await audit.aclose()
 
-    app = FastAPI(
-        title="AutoPool signer",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-
     def authorized(request: Request) -> bool:
         scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
         # compare_digest: the comparison time does not depend on where the strings differ.
         return scheme.lower() == "bearer" and hmac.compare_digest(supplied.encode(), expected)
 
-    @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.error("internal error", path=request.url.path, error=repr(exc))
         return problem(500, "signer-error", "the signer failed; nothing was handed out")
 
-    @app.post("/sign")
     async def sign(request: Request) -> Response:
         started = time.perf_counter()
         if not authorized(request):
@@ -118,23 +114,33 @@ def create_app(service: SigningService, token: str, *, key_backend: str = "keyst
         metrics.observe(signed.primary_type, time.perf_counter() - started)
         return Response(json.dumps(signed.as_json()), media_type="application/json")
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "address": service.address,
-            "chainId": service.policy.chain_id,
-            "verifyingContract": service.policy.contract,
-            "domainSeparator": "0x" + service.hasher.domain_separator.hex(),
-            "auditSeq": audit.seq,
-        }
+    async def health(_: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "address": service.address,
+                "chainId": service.policy.chain_id,
+                "verifyingContract": service.policy.contract,
+                "domainSeparator": "0x" + service.hasher.domain_separator.hex(),
+                "auditSeq": audit.seq,
+            }
+        )
 
-    @app.get("/address")
-    async def address() -> dict[str, str]:
-        return {"address": service.address}
+    async def address(_: Request) -> Response:
+        return JSONResponse({"address": service.address})
 
-    @app.get("/metrics")
-    async def prometheus() -> Response:
+    async def prometheus(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    # Plain Starlette (FastAPI's core) rather than FastAPI: no request models to validate here,
+    # and FastAPI's dependency solving costs more per request than the signature itself.
+    return Starlette(
+        routes=[
+            Route("/sign", sign, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/address", address, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+        ],
+        exception_handlers={Exception: internal_error},
+        lifespan=lifespan,
+    )

@@ -52,10 +52,12 @@ class SignerSettings(BaseSettings):
 
     # --- audit ----------------------------------------------------------------------------
     audit_log_path: Path = Path("signer-audit.jsonl")
-    # always: a reply waits until its record is fsynced (group commit);
-    # interval: fsync every audit_fsync_interval_ms in the background; never: leave it to the OS.
-    audit_fsync: Literal["always", "interval", "never"] = "always"
-    audit_fsync_interval_ms: int = Field(default=50, gt=0)
+    # A reply always waits until its record is written (survives a crash of the process).
+    # interval: fdatasync every audit_fsync_interval_ms in the background (a host crash loses at
+    # most that window); always: a reply also waits for its fdatasync (group commit);
+    # never: leave it to the OS. See docs/signer.md "Audit log".
+    audit_fsync: Literal["always", "interval", "never"] = "interval"
+    audit_fsync_interval_ms: int = Field(default=20, gt=0)
 
     # --- serving --------------------------------------------------------------------------
     host: str = "127.0.0.1"
