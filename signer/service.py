@@ -75,7 +75,7 @@ class Metrics:
         self.refusals.labels(rule).inc()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Signed:
     primary_type: str
     signature: bytes

@@ -272,7 +272,14 @@ def parse_uint256(value: Any, field: str) -> int:
     return n
 
 
+_bytes32_cache: dict[str, bytes] = {}
+
+
 def parse_bytes32(value: Any, field: str) -> bytes:
+    """32 bytes from 0x-hex. Validated values are cached (plan hashes repeat)."""
+    cached = _bytes32_cache.get(value) if type(value) is str else None
+    if cached is not None:
+        return cached
     if (
         not isinstance(value, str)
         or len(value) != 66
@@ -280,7 +287,11 @@ def parse_bytes32(value: Any, field: str) -> bytes:
         or not _HEX_DIGITS.issuperset(value[2:])
     ):
         raise TypedDataError(field, "expected 0x-prefixed 32-byte hex")
-    return bytes.fromhex(value[2:])
+    raw = bytes.fromhex(value[2:])
+    if len(_bytes32_cache) >= 1024:
+        _bytes32_cache.clear()
+    _bytes32_cache[value] = raw
+    return raw
 
 
 def _check_fields(primary_type: str, message: Any, where: str) -> None:
