@@ -15,18 +15,22 @@ import logging
 import secrets
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import httpx
 import structlog
 from eth_account import Account
 from pydantic import ValidationError
 
-from backend.chain.typed_data import Domain, DomainHasher
+from backend.chain.typed_data import Domain, DomainHasher, keccak256
 from signer.audit import AuditError, AuditLog, read_records
 from signer.keys import KeyBackend, KeyLoadError, LocalKey, load_kms_factory
 from signer.policy import Policy
 from signer.service import SigningService
 from signer.settings import SignerSettings
+
+_DOMAIN_SEPARATOR_CALL = "0x" + keccak256(b"DOMAIN_SEPARATOR()")[:4].hex()
+_SIGNER_CALL = "0x" + keccak256(b"signer()")[:4].hex()
 
 RAW_KEY_BANNER = """
 ############################################################################
@@ -81,6 +85,42 @@ def build_service(
     return SigningService(key, hasher, policy, audit)
 
 
+def _eth_call(rpc_url: str, method: str, params: list[Any]) -> Any:
+    response = httpx.post(
+        rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
+    )
+    response.raise_for_status()
+    body = response.json()
+    if "error" in body:
+        raise ValueError(f"{method}: {body['error']}")
+    return body["result"]
+
+
+def check_chain(settings: SignerSettings, service: SigningService) -> None:
+    """Refuse to start if the chain or the contract disagrees with the configured domain: every
+    signature would be rejected on chain (or, worse, be valid for another deployment)."""
+    assert settings.rpc_url is not None
+    log = structlog.get_logger("signer")
+    chain_id = int(_eth_call(settings.rpc_url, "eth_chainId", []), 16)
+    if chain_id != settings.chain_id:
+        raise ValueError(f"RPC chain id {chain_id} != configured {settings.chain_id}")
+    to = settings.contract_address
+    separator = _eth_call(
+        settings.rpc_url, "eth_call", [{"to": to, "data": _DOMAIN_SEPARATOR_CALL}, "latest"]
+    )
+    ours = "0x" + service.hasher.domain_separator.hex()
+    if str(separator).lower() != ours:
+        raise ValueError(f"contract {to} DOMAIN_SEPARATOR() {separator} != ours {ours}")
+    onchain = _eth_call(settings.rpc_url, "eth_call", [{"to": to, "data": _SIGNER_CALL}, "latest"])
+    onchain_signer = "0x" + str(onchain)[-40:]
+    if onchain_signer.lower() != service.address.lower():
+        log.warning(
+            "the contract trusts another signer: signatures will be rejected until setSigner",
+            contract_signer=onchain_signer,
+            address=service.address,
+        )
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -105,7 +145,9 @@ def serve() -> int:
     try:
         token = settings.token()
         service = build_service(settings, mirror=sys.stderr.buffer)
-    except (KeyLoadError, AuditError, ValueError, OSError) as exc:
+        if settings.rpc_url:
+            check_chain(settings, service)
+    except (KeyLoadError, AuditError, ValueError, OSError, httpx.HTTPError) as exc:
         log.error("signer cannot start", error=str(exc))
         return 2
     if settings.socket_path is None and not _is_loopback(settings.host):

@@ -39,6 +39,10 @@ class SignerSettings(BaseSettings):
     chain_id: int = Field(gt=0)
     contract_address: str
 
+    # If set, the signer checks at start that the chain id and the contract's DOMAIN_SEPARATOR()
+    # match its configuration (and warns when the contract's signer() is another address).
+    rpc_url: str | None = None
+
     # --- policy ---------------------------------------------------------------------------
     allowed_types: Annotated[tuple[str, ...], NoDecode] = PRIMARY_TYPES
     max_deadline_window_seconds: int = Field(default=3600, gt=0)

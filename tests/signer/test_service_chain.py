@@ -254,3 +254,20 @@ async def test_key_rotation_procedure(
         new_sp.stop()
     signers = [r["signer"] for r in read_records(tmp_path / "audit.jsonl")]
     assert signers == [old_signer, old_signer, new_signer]
+
+
+async def test_startup_checks_the_domain_against_the_chain(
+    tmp_path: Path, w3: Web3, pool: Contract, dev_keys: tuple[str, ...], anvil: Any
+) -> None:
+    keystore = tmp_path / "signer.json"
+    fast_keystore(keystore, dev_keys[1])
+    env = signer_env(tmp_path, keystore, pool, w3.eth.chain_id)
+    env["AUTOPOOL_SIGNER_RPC_URL"] = anvil.rpc_url
+    sp = start_signer(env, tmp_path / "ok.log")
+    sp.stop()
+    # A contract address that is not this deployment: refuse to start.
+    env["AUTOPOOL_SIGNER_CONTRACT_ADDRESS"] = Account.from_key(dev_keys[5]).address
+    env["AUTOPOOL_SIGNER_AUDIT_LOG_PATH"] = str(tmp_path / "other.jsonl")
+    with pytest.raises(RuntimeError, match="signer exited"):
+        start_signer(env, tmp_path / "bad.log")
+    assert "DOMAIN_SEPARATOR" in (tmp_path / "bad.log").read_text()
