@@ -13,8 +13,9 @@ Every service signature is checked to be byte-identical to eth-account's.
 
 Phase 2 — latency over loopback: the signer runs as its own process (`python -m signer`, audit
 fsync=always) and is driven open-loop at `--rate` requests/s for `--duration` s through the
-backend's `SignerClient`; latency is measured from each request's scheduled send time to its
-answer, so a stall delays every request queued behind it (no coordinated omission).
+backend's `SignerClient`. Latency is reported from each request's actual send to its answer, and
+also from its scheduled send time (which adds the generator's own timer lag, but counts a stall
+against every request queued behind it: no coordinated omission).
 
 TEST-ONLY key: Anvil's public dev key 1; nothing here touches a real chain.
 """
@@ -39,6 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import coincurve  # noqa: E402
 import httpx  # noqa: E402
+import uvloop  # noqa: E402
 from eth_account import Account  # noqa: E402
 
 from backend.chain.anvil import free_port  # noqa: E402
@@ -196,7 +198,9 @@ def throughput(rounds: int, chunk: int, batch_size: int) -> list[dict[str, Any]]
     return rows
 
 
-async def load(rate_rps: float, duration: float, warmup: float, fsync: str) -> dict[str, Any]:
+async def load(
+    rate_rps: float, duration: float, warmup: float, fsync: str, uds: bool = False
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="signer-bench-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOOL_SIGNER_")}
@@ -214,15 +218,21 @@ async def load(rate_rps: float, duration: float, warmup: float, fsync: str) -> d
             "AUTOPOOL_SIGNER_HOST": "127.0.0.1",
         }
     )
+    if uds:
+        env["AUTOPOOL_SIGNER_SOCKET_PATH"] = str(tmp / "signer.sock")
     log = (tmp / "signer.log").open("wb")
     proc = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-m", "signer"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
+    probe = httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(tmp / "signer.sock")) if uds else None
+    )
+    client_url = f"unix://{tmp / 'signer.sock'}" if uds else url
     try:
         for _ in range(200):
             try:
-                if httpx.get(url + "/health").status_code == 200:  # noqa: ASYNC210
+                if probe.get(url + "/health").status_code == 200:  # noqa: ASYNC212 (before load)
                     break
             except httpx.HTTPError:
                 await asyncio.sleep(0.05)
@@ -230,20 +240,24 @@ async def load(rate_rps: float, duration: float, warmup: float, fsync: str) -> d
             raise RuntimeError("signer did not start: " + (tmp / "signer.log").read_text())
         total = int(rate_rps * (duration + warmup))
         msgs = payloads("Registration", total, 0)
-        latencies: list[float] = [0.0] * total
+        latencies: list[float] = [0.0] * total  # from the scheduled send time
+        service_latencies: list[float] = [0.0] * total  # from the actual send
         results: list[str] = [""] * total
         errors = 0
-        async with SignerClient(url, TOKEN) as client:
+        async with SignerClient(client_url, TOKEN) as client:
             await client.sign("Registration", payloads("Registration", 1, 0)[0] | {"nonce": 1})
 
             async def one(i: int, scheduled: float) -> None:
                 nonlocal errors
+                sent = time.perf_counter()
                 try:
                     sig = await client.sign("Registration", msgs[i])
                     results[i] = sig.signature
                 except Exception:
                     errors += 1
-                latencies[i] = time.perf_counter() - scheduled
+                done = time.perf_counter()
+                latencies[i] = done - scheduled
+                service_latencies[i] = done - sent
 
             tasks = []
             t0 = time.perf_counter() + 0.05
@@ -255,8 +269,28 @@ async def load(rate_rps: float, duration: float, warmup: float, fsync: str) -> d
                 tasks.append(asyncio.create_task(one(i, scheduled)))
             await asyncio.gather(*tasks)
             elapsed = time.perf_counter() - t0
+
+            # The floor on this machine: the same client, server and rate, GET /address
+            # (no signing, no audit).
+            floor: list[float] = []
+
+            async def empty() -> None:
+                sent = time.perf_counter()
+                await client.address()
+                floor.append(time.perf_counter() - sent)
+
+            tasks = []
+            t1 = time.perf_counter() + 0.05
+            for i in range(int(rate_rps * duration / 2)):
+                delay = t1 + i / rate_rps - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(empty()))
+            await asyncio.gather(*tasks)
+            floor.sort()
         skip = int(rate_rps * warmup)
-        measured = sorted(latencies[skip:])
+        measured = sorted(service_latencies[skip:])
+        from_schedule = sorted(latencies[skip:])
         domain = Domain(CHAIN_ID, CONTRACT)
         mismatches = sum(
             results[i]
@@ -269,10 +303,10 @@ async def load(rate_rps: float, duration: float, warmup: float, fsync: str) -> d
             for i in range(skip, total, 10)
         )
 
-        def pct(p: float) -> float:
-            return measured[min(len(measured) - 1, int(p * len(measured)))] * 1000
+        def pct(p: float, values: list[float] = measured) -> float:
+            return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
-        metrics = httpx.get(url + "/metrics").text  # noqa: ASYNC210
+        metrics = probe.get(url + "/metrics").text  # noqa: ASYNC212 (after load)
         server = [
             line
             for line in metrics.splitlines()
@@ -290,6 +324,10 @@ async def load(rate_rps: float, duration: float, warmup: float, fsync: str) -> d
             "p90_ms": pct(0.90),
             "p99_ms": pct(0.99),
             "max_ms": measured[-1] * 1000,
+            "floor_get_address_p50_ms": pct(0.50, floor),
+            "floor_get_address_p99_ms": pct(0.99, floor),
+            "scheduled_p50_ms": pct(0.50, from_schedule),
+            "scheduled_p99_ms": pct(0.99, from_schedule),
             "checked_identical": (total - skip + 9) // 10 - mismatches,
             "mismatches": mismatches,
         }
@@ -310,6 +348,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--uds", action="store_true", help="serve on a Unix socket, not TCP")
     parser.add_argument(
         "--fsync",
         default="interval",
@@ -361,23 +400,35 @@ def main() -> None:
     report["throughput"] = rows
     if not args.skip_load:
         os.sched_setaffinity(0, set(cpus))
-        result = asyncio.run(load(args.rate, args.duration, args.warmup, args.fsync))
+        result = uvloop.run(load(args.rate, args.duration, args.warmup, args.fsync, args.uds))
         report["load"] = result
         print(
             f"\nPOST /sign over loopback, open loop at {args.rate:.0f} req/s for "
-            f"{args.duration:.0f} s (after {args.warmup:.0f} s warm-up), audit fsync={args.fsync},"
+            f"{args.duration:.0f} s (after {args.warmup:.0f} s warm-up), audit fsync={args.fsync}, "
+            f"{'Unix socket' if args.uds else 'TCP 127.0.0.1'},"
             " client: the backend's SignerClient\n"
         )
         print(
             "| requests | achieved req/s | errors | p50 ms | p90 ms | p99 ms | max ms "
-            "| sampled byte-identical |"
+            "| p50 / p99 ms from scheduled time | sampled byte-identical |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         print(
             f"| {result['requests']} | {result['achieved_rps']:.1f} | {result['errors']} | "
             f"{result['p50_ms']:.2f} | {result['p90_ms']:.2f} | {result['p99_ms']:.2f} | "
-            f"{result['max_ms']:.2f} | {result['checked_identical']} ok, "
+            f"{result['max_ms']:.2f} | {result['scheduled_p50_ms']:.2f} / "
+            f"{result['scheduled_p99_ms']:.2f} | {result['checked_identical']} ok, "
             f"{result['mismatches']} mismatched |"
+        )
+        buckets = ", ".join(
+            "≤{} s: {:.0f}".format(line.split('le="')[1].split('"')[0], float(line.split()[-1]))
+            for line in result["server_histogram"][:6]
+        )
+        print(f"\nserver-side POST /sign time (cumulative histogram): {buckets}")
+        print(
+            f"floor, GET /address at the same rate on the same connection pool: "
+            f"p50 {result['floor_get_address_p50_ms']:.2f} ms, "
+            f"p99 {result['floor_get_address_p99_ms']:.2f} ms"
         )
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     if args.json:
