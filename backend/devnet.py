@@ -29,6 +29,7 @@ from web3 import Web3
 
 from backend.chain.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, free_port, start_anvil
 from backend.chain.deploy import deploy_autopool
+from backend.chain.wallet import send_as_wallet
 from backend.devnet_processes import start_signer_process
 
 ENTRY_WAIT_SECONDS = 60
@@ -60,19 +61,7 @@ async def _create_db(admin_url: str, name: str) -> None:
 
 
 def _send(w3: Web3, acct: LocalAccount, tx: dict[str, Any]) -> int:
-    full: dict[str, Any] = {
-        "from": acct.address,
-        "to": tx["to"],
-        "data": tx["data"],
-        "value": int(tx["value"]),
-        "chainId": int(tx["chainId"]),
-        "nonce": w3.eth.get_transaction_count(acct.address),
-        "gasPrice": w3.eth.gas_price,
-    }
-    full["gas"] = w3.eth.estimate_gas(full)  # type: ignore[arg-type]
-    receipt = w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(acct.sign_transaction(full).raw_transaction)
-    )
+    receipt = send_as_wallet(w3, acct, tx)
     if receipt["status"] != 1:
         raise RuntimeError("transaction reverted")
     return int(receipt["blockNumber"])

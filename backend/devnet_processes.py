@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from backend.chain.anvil import REPO_ROOT, free_port
+from backend.chain.wallet import stop_process
 
 
 @dataclass
@@ -25,13 +26,7 @@ class SignerProcess:
     process: subprocess.Popen[bytes] = field(repr=False)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_signer_process(

@@ -12,11 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 
+from backend.chain.wallet import send_as_wallet
 from backend.core.settings import Settings, get_settings
 from backend.models import LIABILITY_STATUSES, PayoutBatch, PoolNode, Reward, User
 from listener.sync import ChainSync
 from tests.fixtures.services import Deployment, new_wallet
-from tests.fixtures.wallets import gas_cost, mine, send_wallet_tx
+from tests.fixtures.wallets import gas_cost, mine
 
 ENTRY = 20 * 10**18
 
@@ -93,7 +94,7 @@ async def test_seven_sponsored_registrations_settle_and_pay_out_to_the_wei(
         )
         assert again.json()["signature"] == body["signature"]
 
-        receipt = send_wallet_tx(w3, acct, body["tx"])
+        receipt = send_as_wallet(w3, acct, body["tx"])
         assert receipt["status"] == 1
         spent[acct.address] += gas_cost(receipt)
         paid_in[acct.address] += ENTRY

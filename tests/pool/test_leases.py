@@ -10,10 +10,11 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
+from backend.chain.wallet import send_as_wallet
 from listener.sync import ChainSync
 from tests.fixtures.flows import register_and_confirm, request_registration
 from tests.fixtures.services import new_wallet
-from tests.fixtures.wallets import mine, send_wallet_tx
+from tests.fixtures.wallets import mine
 
 
 async def test_children_wait_for_their_parent_slot_to_be_confirmed(
@@ -54,7 +55,7 @@ async def test_a_lapsed_lease_is_the_next_slot_and_its_payload_is_dead(
     assert int(body["payload"]["slot"]) == 1  # the lapsed hole is filled first
 
     with pytest.raises((ContractLogicError, Web3RPCError)):
-        send_wallet_tx(w3, slow, stale["tx"])  # deadline passed: the contract refuses it
+        send_as_wallet(w3, slow, stale["tx"])  # deadline passed: the contract refuses it
 
     # The slow wallet can register again and gets a fresh lease on the lowest free slot.
     again = await request_registration(api, slow.address, company.address)
