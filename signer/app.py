@@ -27,9 +27,12 @@ from signer.policy import Refused
 from signer.service import SigningService
 
 PROBLEM_TYPE_PREFIX = "urn:autopool:problem:signer:"
+# A 200-recipient batch is ~25 KB of JSON; anything near this limit is not a real payload.
+MAX_BODY_BYTES = 256 * 1024
 _TITLES = {
     401: "Unauthorized",
     403: "Refused by policy",
+    413: "Request too large",
     422: "Invalid request",
     429: "Rate limited",
     500: "Signer error",
@@ -93,12 +96,19 @@ def create_app(service: SigningService, token: str, *, key_backend: str = "keyst
                 "missing or invalid bearer token",
                 headers={"WWW-Authenticate": 'Bearer realm="autopool-signer"'},
             )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            metrics.refused("body-too-large")
+            return problem(413, "body-too-large", f"bodies are limited to {MAX_BODY_BYTES} bytes")
         raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            metrics.refused("body-too-large")
+            return problem(413, "body-too-large", f"bodies are limited to {MAX_BODY_BYTES} bytes")
         try:
             body: Any = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, RecursionError):
             exc = Refused("invalid-json", "the body must be a JSON object", 422)
             service.refuse(exc, None, None, raw[:2000].decode(errors="replace"))
             audit.flush()

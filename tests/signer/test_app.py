@@ -110,6 +110,13 @@ async def test_malformed_body_is_422(http: httpx.AsyncClient) -> None:
     assert "slot" in r.json()["detail"]
 
 
+async def test_oversized_or_deeply_nested_bodies_are_refused(http: httpx.AsyncClient) -> None:
+    r = await http.post("/sign", content=b"[" * 300_000, headers=AUTH)
+    assert (r.status_code, r.json()["rule"]) == (413, "body-too-large")
+    r = await http.post("/sign", content=b"[" * 100_000, headers=AUTH)
+    assert (r.status_code, r.json()["rule"]) == (422, "invalid-json")
+
+
 async def test_health_address_and_metrics(http: httpx.AsyncClient, service: SigningService) -> None:
     await http.post(
         "/sign", json={"primaryType": "Registration", "message": registration()}, headers=AUTH
