@@ -60,11 +60,12 @@ class SlotLeaseBook:
     of the two.
     """
 
-    __slots__ = ("_deadline", "_expiries", "_holes", "_next", "_state", "_waiting")
+    __slots__ = ("_blocked", "_deadline", "_expiries", "_holes", "_next", "_state", "_waiting")
 
     def __init__(self) -> None:
         self._state = bytearray([_CONFIRMED])  # slot 0: the company's root
         self._next = 1
+        self._blocked = False
         self._holes: list[int] = []
         self._waiting: set[int] = set()
         self._deadline: dict[int, int] = {}
@@ -103,22 +104,26 @@ class SlotLeaseBook:
 
     def _advance(self) -> int:
         """Move ``_next`` to the lowest never-leased slot whose parent is confirmed (slots
-        skipped on the way wait for their parent); -1 if there is none."""
+        skipped on the way wait for their parent); -1 if there is none. When there is none the
+        book stays blocked until the next confirmation, so a busy tree costs nothing to ask."""
+        if self._blocked:
+            return -1
         state = self._state
-        s = self._next
+        first = self._next
+        s = first
+        skipped: list[int] = []
         while True:
             parent = (s - 1) // 2
-            if state[parent] == _CONFIRMED:  # parent < s <= len(state)
+            if parent >= first:
+                # from here on every parent was never leased, so none is confirmed
+                self._blocked = True
+                return -1
+            if state[parent] == _CONFIRMED:
+                if skipped:
+                    self._waiting.update(skipped)
                 self._next = s
                 return s
-            if parent >= self._next and s > 2 * self._next:
-                # every parent from here on was never leased: nothing below can be leased
-                self._next = s
-                return -1
-            if s >= len(state):
-                self._grow(s)
-                state = self._state
-            self._waiting.add(s)
+            skipped.append(s)
             s += 1
 
     def peek(self, now: int) -> int:
@@ -159,6 +164,7 @@ class SlotLeaseBook:
         self._open_children(slot)
 
     def _open_children(self, slot: int) -> None:
+        self._blocked = False
         waiting = self._waiting
         if waiting:
             for child in (2 * slot + 1, 2 * slot + 2):

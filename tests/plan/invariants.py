@@ -88,6 +88,9 @@ def check_ledger(pool: MemoryPool) -> None:
                 assert reserve == 0
             assert completions[key] == (1 if tree.completed[slot] else 0), key
     assert pool.completions == sum(completions.values())
+    placed = [(s.result.node.level, s.result.node.slot) for s in pool.steps if s.result is not None]
+    assert len(placed) == len(set(placed)), "no slot is used twice"
+    assert len(placed) == pool.placements
     assert all(n == 1 for n in completions.values()), "a matrix completes exactly once"
 
 

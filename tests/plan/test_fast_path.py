@@ -64,7 +64,7 @@ def apply(pool: MemoryPool, e: tuple[str, int], now: int) -> None:
         pool.unfreeze(x % n)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     plan_name=st.sampled_from(sorted(ALL_PLANS)),
     prefix=st.integers(0, 400),
@@ -127,7 +127,7 @@ def make_events(picks: list[tuple[bool, int]], start_count: int) -> list[int]:
     return events
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     plan_name=st.sampled_from(sorted(ALL_PLANS)),
     chunks=st.lists(

@@ -95,7 +95,7 @@ def run(pool: MemoryPool, ops: list[tuple[Any, ...]]) -> None:
                     raise AssertionError("the company's node never has a reserve to release")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan_name=st.sampled_from(sorted(ALL_PLANS)), ops=st.lists(op, max_size=60))
 def test_any_event_sequence_conserves_wei_and_keeps_the_tree(
     plan_name: str, ops: list[tuple[Any, ...]]
@@ -106,7 +106,7 @@ def test_any_event_sequence_conserves_wei_and_keeps_the_tree(
     check_trees(pool)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     plan_name=st.sampled_from(sorted(ALL_PLANS)),
     registrations=st.integers(100, 500),

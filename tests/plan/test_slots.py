@@ -89,3 +89,15 @@ def test_book_matches_the_reference_rule(ops: list[tuple[str, int]]) -> None:
                 a = (a - 1) // 2
             if a not in live:
                 assert lowest_leasable_slot(confirmed, live, now) <= a
+
+
+def test_asking_a_blocked_book_again_and_again_costs_nothing() -> None:
+    book = SlotLeaseBook()
+    book.lease(now=0, deadline=10)
+    book.lease(now=0, deadline=10)
+    for _ in range(200):
+        with pytest.raises(NoLeasableSlot):
+            book.lease(now=0, deadline=10)
+    assert len(book._state) < 16 and not book._waiting
+    book.confirm(1)
+    assert book.lease(now=0, deadline=10) == 3
