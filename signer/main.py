@@ -165,6 +165,10 @@ def serve() -> int:
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        # Nothing sits in front of the signer; skip per-request header work it does not need.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
     )
     return 0
 
