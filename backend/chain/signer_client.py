@@ -8,6 +8,7 @@ rule (`SignerRefused.rule`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -75,10 +76,14 @@ class SignerClient:
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _http(self) -> aiohttp.ClientSession:
-        # Created lazily: aiohttp sessions belong to the running event loop.
-        if self._session is None or self._session.closed:
+        # Created lazily, per event loop: an aiohttp session belongs to the loop that made it
+        # (a client reused across `asyncio.run` calls, e.g. in workers, gets a fresh one).
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._loop = loop
             connector: aiohttp.BaseConnector
             if self._socket_path is not None:
                 connector = aiohttp.UnixConnector(path=self._socket_path)
@@ -130,9 +135,9 @@ class SignerClient:
         return str(body["address"])
 
     async def aclose(self) -> None:
-        if self._session is not None:
+        if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
-            self._session = None
+        self._session = None
 
     async def __aenter__(self) -> SignerClient:
         return self

@@ -170,3 +170,26 @@ async def test_client_reports_an_unreachable_signer() -> None:
     async with SignerClient(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=1) as client:
         with pytest.raises(SignerUnavailable):
             await client.sign("Registration", registration())
+
+
+def test_client_can_be_reused_across_event_loops(tmp_path: Path) -> None:
+    """Workers that call asyncio.run per task may keep one SignerClient."""
+    import asyncio
+
+    env = {
+        "AUTOPOOL_SIGNER_KEY_BACKEND": "raw",
+        "AUTOPOOL_SIGNER_RAW_KEY": DEV_SIGNER_KEY,
+        "AUTOPOOL_SIGNER_AUTH_TOKEN": TOKEN,
+        "AUTOPOOL_SIGNER_CHAIN_ID": "31337",
+        "AUTOPOOL_SIGNER_CONTRACT_ADDRESS": CONTRACT,
+        "AUTOPOOL_SIGNER_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
+    }
+    sp = start_signer(env, tmp_path / "signer.log")
+    try:
+        client = SignerClient(sp.url, TOKEN)
+        first = asyncio.run(client.address())
+        second = asyncio.run(client.address())
+        asyncio.run(client.aclose())
+        assert first == second
+    finally:
+        sp.stop()
