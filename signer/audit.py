@@ -9,8 +9,8 @@ Durability (`audit_fsync`):
 - Records are buffered in memory and written with one `write(2)` per burst on an `O_APPEND`
   descriptor; the HTTP reply that carries a signature is sent only after its record is written
   (a crash before that loses a signature nobody received). Every record is also mirrored, as
-  is, to the structured log stream (stderr, flushed every `audit_fsync_interval_ms`): one
-  serialization serves both.
+  is, to the structured log stream (stderr, written every `audit_fsync_interval_ms` from a
+  worker thread, so a stalled log reader cannot block signing): one serialization serves both.
 - `interval` (default): a background task runs `fdatasync` every `audit_fsync_interval_ms`
   (20 ms) when something is unsynced; a host crash (not a process crash) can lose the records
   of that last window. Why this is the default: see docs/signer.md "Audit log".
@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -39,6 +40,7 @@ GENESIS = "0" * 64
 _HASH_MEMBER = ',"hash":"'
 _TAIL = len(_HASH_MEMBER) + 64 + 2  # ,"hash":"<64 hex>"}
 _FLUSH_BYTES = 64 * 1024
+_MIRROR_MAX_PENDING = 4 * 1024 * 1024
 
 
 class AuditError(Exception):
@@ -100,7 +102,13 @@ class AuditLog:
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._broken: OSError | None = None
-        self.mirror = mirror  # e.g. stderr: every record is also a structured log line
+        # e.g. stderr: every record is also a structured log line. Written by the ticker from a
+        # worker thread, so a log consumer that stops reading can never block signing; past
+        # _MIRROR_MAX_PENDING unwritten bytes, lines are dropped (and counted), not queued.
+        self.mirror = mirror
+        self._mirror_pending: list[bytes] = []
+        self._mirror_pending_bytes = 0
+        self.mirror_dropped = 0
         self._pending: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
 
@@ -167,10 +175,11 @@ class AuditLog:
             raise AuditError(f"cannot write to {self.path}: {exc}") from exc
         self._written = self.seq
         if self.mirror is not None:
-            # Best effort (the file is the record); flushed by the ticker, one syscall less per
-            # reply.
-            with contextlib.suppress(OSError, ValueError):
-                self.mirror.write(data)
+            if self._mirror_pending_bytes + len(data) <= _MIRROR_MAX_PENDING:
+                self._mirror_pending.append(data)
+                self._mirror_pending_bytes += len(data)
+            else:
+                self.mirror_dropped += data.count(b"\n")
 
     async def durable(self, seq: int) -> None:
         """Return once record `seq` is as durable as the fsync policy promises.
@@ -214,15 +223,26 @@ class AuditLog:
     async def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick())
 
-    def _flush_mirror(self) -> None:
-        if self.mirror is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self.mirror.flush()
+    def _take_mirror(self) -> bytes:
+        data = b"".join(self._mirror_pending)
+        self._mirror_pending.clear()
+        self._mirror_pending_bytes = 0
+        return data
+
+    def _write_mirror(self, data: bytes) -> None:
+        if self.mirror is None or not data:
+            return
+        with contextlib.suppress(OSError, ValueError):  # best effort: the file is the record
+            fd = self.mirror.fileno()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self._flush_mirror()
+            if self._mirror_pending:
+                await asyncio.to_thread(self._write_mirror, self._take_mirror())
             if self.fsync == "interval" and self._synced < self.seq:
                 self.flush()
                 target = self._written
@@ -240,7 +260,12 @@ class AuditLog:
     def close(self) -> None:
         if self._fd >= 0:
             self.flush()
-            self._flush_mirror()
+            # A last best-effort attempt that cannot hang shutdown on a stalled log reader.
+            writer = threading.Thread(
+                target=self._write_mirror, args=(self._take_mirror(),), daemon=True
+            )
+            writer.start()
+            writer.join(timeout=1.0)
             with contextlib.suppress(OSError):
                 os.fsync(self._fd)
             os.close(self._fd)  # releases the flock

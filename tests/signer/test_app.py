@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asyncio import sleep as asyncio_sleep
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -193,3 +194,52 @@ def test_client_can_be_reused_across_event_loops(tmp_path: Path) -> None:
         assert first == second
     finally:
         sp.stop()
+
+
+async def test_a_stalled_log_reader_does_not_block_signing(tmp_path: Path) -> None:
+    """Every signature is also a stderr log line; a parent that never reads the pipe (64 KiB)
+    must not stop the signer."""
+    import os
+    import subprocess
+    import sys
+    import time as _time
+
+    from backend.chain.anvil import REPO_ROOT
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOOL_SIGNER_")}
+    env.update(
+        {
+            "AUTOPOOL_SIGNER_KEY_BACKEND": "raw",
+            "AUTOPOOL_SIGNER_RAW_KEY": DEV_SIGNER_KEY,
+            "AUTOPOOL_SIGNER_AUTH_TOKEN": TOKEN,
+            "AUTOPOOL_SIGNER_CHAIN_ID": "31337",
+            "AUTOPOOL_SIGNER_CONTRACT_ADDRESS": CONTRACT,
+            "AUTOPOOL_SIGNER_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
+            "AUTOPOOL_SIGNER_PORT": str(port),
+            "AUTOPOOL_SIGNER_RATE_LIMIT_REGISTRATION": "10000/second",
+        }
+    )
+    proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before the test's awaits)
+        [sys.executable, "-m", "signer"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # never read
+    )
+    try:
+        async with SignerClient(f"http://127.0.0.1:{port}", TOKEN, timeout=5) as client:
+            for _ in range(100):
+                try:
+                    await client.address()
+                    break
+                except SignerUnavailable:
+                    await asyncio_sleep(0.1)
+            started = _time.monotonic()
+            for nonce in range(400):  # ~250 KB of log lines
+                await client.sign("Registration", registration(nonce=nonce))
+            assert _time.monotonic() - started < 30
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert sum(1 for _ in read_records(tmp_path / "audit.jsonl")) == 400
