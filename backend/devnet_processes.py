@@ -53,18 +53,22 @@ def start_signer_process(
         "AUTOPOOL_SIGNER_PORT": str(port),
         **(extra_env or {}),
     }
+    # stderr goes to a file beside the audit log: a pipe nobody reads would fill up.
+    log_path = audit_log.with_suffix(".stderr.log")
+    log_file = log_path.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "signer"],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,
     )
+    log_file.close()  # the child holds its own descriptor
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
+            err = log_path.read_text(errors="replace")
             raise RuntimeError(f"signer exited early ({proc.returncode}): {err[-2000:]}")
         try:
             r = httpx.get(f"{url}/address", timeout=1.0)

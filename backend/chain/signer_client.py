@@ -62,7 +62,7 @@ class SignerClient:
 
     Built on aiohttp rather than httpx: on the machines measured here an httpx request costs
     ~3 ms of client CPU against ~0.5 ms for aiohttp, which decides the p99 at 200 req/s
-    (see docs/benchmarks-signer.md). One keep-alive connection pool per client; create the
+    (see docs/benchmarks.md). One keep-alive connection pool per client; create the
     client once and reuse it.
     """
 
