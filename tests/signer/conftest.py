@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from backend.chain.anvil import REPO_ROOT, free_port
+from backend.chain.wallet import stop_process
 from signer.keys import LocalKey
 from signer.main import build_service
 from signer.service import SigningService
@@ -95,13 +96,7 @@ class SignerProcess:
     log_path: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
