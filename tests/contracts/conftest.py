@@ -20,14 +20,16 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from backend.chain.artifacts import load_artifact
-from backend.chain.deploy import deploy_autopool
 from backend.chain.typed_data import Domain, full_message
+from devtools.deploy import deploy_autopool
 
 ETHER = 10**18
 DEFAULT_CAP = 10_000 * ETHER
+# `AutoPool.Change`: the admin changes that wait the public delay.
+SIGNER, OUTFLOW_CAP, GUARDIAN, UNPAUSE = range(4)
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 # TEST-ONLY key that is not the backend signer (an attacker's key).
 OTHER_KEY = "0x" + "11" * 32
@@ -116,6 +118,37 @@ class PoolHarness:
 
     def balance(self) -> int:
         return int(self.w3.eth.get_balance(self.pool.address))
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        return self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+
+    def warp(self, seconds: int) -> None:
+        """Move the chain clock forward and mine a block."""
+        self.rpc("evm_increaseTime", [seconds])
+        self.rpc("evm_mine", [])
+
+    @property
+    def delay(self) -> int:
+        return int(self.pool.functions.changeDelay().call())
+
+    def apply_change(self, propose: Any, change: int) -> TxReceipt:
+        """Propose as owner, wait the public delay, execute: how every delayed change is made."""
+        assert self.send(propose, self.owner)["status"] == 1
+        self.warp(self.delay)
+        receipt = self.send(self.pool.functions.executeChange(change), self.owner)
+        assert receipt["status"] == 1
+        return receipt
+
+    def rotate_signer(self, new_key: str) -> TxReceipt:
+        return self.apply_change(self.pool.functions.proposeSigner(address_of(new_key)), SIGNER)
+
+    def unpause(self) -> TxReceipt:
+        return self.apply_change(self.pool.functions.proposeUnpause(), UNPAUSE)
+
+    def lower_cap(self, cap: int) -> TxReceipt:
+        receipt = self.send(self.pool.functions.lowerOutflowCap(cap), self.owner)
+        assert receipt["status"] == 1
+        return receipt
 
     # -- payloads
     def registration(
@@ -209,10 +242,78 @@ class PoolHarness:
         assert receipt["status"] == 1
         return receipt
 
+    def gas_of(self, fn: Any, sender: str) -> int:
+        """gasUsed of `fn` sent now, with the chain then put back as it was."""
+        snap = self.rpc("evm_snapshot", [])["result"]
+        try:
+            receipt = self.send(fn, sender)
+            assert receipt["status"] == 1
+            return int(receipt["gasUsed"])
+        finally:
+            self.rpc("evm_revert", [snap])
+
     def events(self, receipt: TxReceipt, name: str) -> list[Any]:
         from web3.logs import DISCARD
 
         return list(getattr(self.pool.events, name)().process_receipt(receipt, errors=DISCARD))
+
+
+def deploy_code(w3: Web3, init_code: bytes, *, sender: str, value: int = 0) -> ChecksumAddress:
+    """Run raw init code as a contract creation; returns the created address."""
+    tx: TxParams = {"from": sender, "data": init_code, "value": Wei(value), "gas": 200_000}
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))
+    assert receipt["status"] == 1 and receipt["contractAddress"] is not None
+    return to_checksum_address(receipt["contractAddress"])
+
+
+def force_send(w3: Web3, target: str, amount: int, *, sender: str) -> None:
+    """Send BNB to `target` by SELFDESTRUCT from a constructor: no code runs at the target, so
+    nothing there can refuse it. Init code: PUSH20 target, SELFDESTRUCT."""
+    deploy_code(w3, b"\x73" + bytes.fromhex(target[2:]) + b"\xff", sender=sender, value=amount)
+
+
+def deploy_bouncer(w3: Web3, *, sender: str) -> ChecksumAddress:
+    """A recipient whose code is CALLER SELFDESTRUCT: every payout goes straight back to the
+    payer (EIP-6780: the balance moves, the contract stays), within the 2,300-gas stipend."""
+    runtime = bytes.fromhex("33ff")
+    # PUSH2 len, DUP1, PUSH1 10, RETURNDATASIZE, CODECOPY, RETURNDATASIZE, RETURN, runtime
+    return deploy_code(w3, bytes.fromhex("61000280600a3d393df3") + runtime, sender=sender)
+
+
+def delegate(w3: Web3, authority_key: str, target: str, *, sponsor_key: str) -> None:
+    """EIP-7702: make the EOA of `authority_key` run `target`'s code (the zero address clears
+    the delegation), by a type-4 transaction that `sponsor_key` pays for."""
+    authority = Account.from_key(authority_key)
+    auth = Account.sign_authorization(
+        {
+            "chainId": w3.eth.chain_id,
+            "address": target,
+            "nonce": w3.eth.get_transaction_count(authority.address),
+        },
+        authority_key,
+    )
+    sponsor = Account.from_key(sponsor_key)
+    fee = w3.eth.gas_price * 2
+    tx = {
+        "type": 4,
+        "chainId": w3.eth.chain_id,
+        "nonce": w3.eth.get_transaction_count(sponsor.address),
+        "to": sponsor.address,
+        "value": 0,
+        "data": b"",
+        "gas": 100_000,
+        "maxFeePerGas": fee,
+        "maxPriorityFeePerGas": fee,
+        "authorizationList": [auth],
+    }
+    signed = Account.sign_transaction(tx, sponsor_key)
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(signed.raw_transaction)
+    )
+    assert receipt["status"] == 1
+    code = bytes(w3.eth.get_code(authority.address))
+    expected = b"" if int(target, 16) == 0 else b"\xef\x01\x00" + bytes.fromhex(target[2:])
+    assert code == expected, code.hex()
 
 
 def high_s(sig: bytes) -> bytes:

@@ -3,15 +3,21 @@ sender, batch replays, re-entrant and gas-burning recipients, pause, cap, signer
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+import pytest
 from eth_account import Account
+from eth_utils.address import to_checksum_address
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError
+from web3.types import TxParams
 
 from backend.chain.typed_data import Domain
 from tests.contracts.conftest import (
     ETHER,
     OTHER_KEY,
+    SECP256K1_N,
     PoolHarness,
     deploy_artifact,
     error_selector,
@@ -185,6 +191,29 @@ def test_malformed_signatures_are_rejected(harness: PoolHarness) -> None:
     h.expect_revert(h.register_fn(msg, bytes(64) + b"\x1b"), "InvalidSignature", h.users[0], ETHER)
 
 
+def test_signatures_with_r_zero_r_at_or_above_n_or_s_zero_recover_nothing(
+    harness: PoolHarness,
+) -> None:
+    """ecrecover returns nothing for r = 0, r >= n or s = 0; the contract then refuses with
+    InvalidSignature (never "recovered address(0)" mistaken for a signer). s >= n is already
+    refused as high-s."""
+    h = harness
+    msg = h.registration(h.users[0], ETHER)
+    good = h.sign("Registration", msg)
+    r, s_, v = good[:32], good[32:64], good[64:]
+    n = SECP256K1_N.to_bytes(32, "big")
+    bad_r = [bytes(32), n, (SECP256K1_N + 1).to_bytes(32, "big"), b"\xff" * 32]
+    for bad in [x + s_ + v for x in bad_r] + [r + bytes(32) + v]:
+        h.expect_revert(h.register_fn(msg, bad), "InvalidSignature", h.users[0], ETHER)
+    h.expect_revert(h.register_fn(msg, r + n + v), "SignatureHighS", h.users[0], ETHER)
+    h.register(h.users[1], 5 * ETHER)
+    batch = h.batch([(h.users[2], ETHER)])
+    sig = h.sign("PayoutBatch", batch)
+    for bad in (bytes(32) + sig[32:], n + sig[32:], sig[:32] + bytes(32) + sig[64:]):
+        h.expect_revert(h.batch_fn(batch, bad), "InvalidSignature", h.sender)
+    assert h.send(h.register_fn(msg, good), h.users[0], ETHER)["status"] == 1
+
+
 def test_tampered_payload_does_not_verify(harness: PoolHarness) -> None:
     h = harness
     msg = h.registration(h.users[0], ETHER, slot=3)
@@ -207,7 +236,7 @@ def test_rotated_signer_old_signatures_are_rejected(harness: PoolHarness) -> Non
     old_batch = h.batch([(h.users[2], ETHER)])
     old_batch_sig = h.sign("PayoutBatch", old_batch)
     new_key = "0x" + "33" * 32
-    h.send(h.pool.functions.setSigner(Account.from_key(new_key).address), h.owner)
+    h.rotate_signer(new_key)
     h.expect_revert(h.register_fn(old_msg, old_sig), "UnauthorizedSigner", h.users[0], ETHER)
     h.expect_revert(h.batch_fn(old_batch, old_batch_sig), "UnauthorizedSigner", h.sender)
     new_sig = h.sign("Registration", old_msg, key=new_key)
@@ -267,7 +296,7 @@ def test_executed_batch_reports_already_executed_even_after_deadline_or_pause(
     h.expect_revert(h.batch_fn(batch, sig), "BatchAlreadyExecuted", h.sender)
     # An unexecuted batch past its deadline is reported as expired.
     late = h.batch([(h.users[1], ETHER)], deadline=h.now() - 1)
-    h.send(h.pool.functions.unpause(), h.owner)
+    h.unpause()
     h.expect_revert(h.batch_fn(late), "DeadlineExpired", h.sender)
     assert not h.pool.functions.batchExecuted(late["batchId"]).call()
 
@@ -279,6 +308,100 @@ def test_batch_checks_recipients_and_shape(harness: PoolHarness) -> None:
     zero = "0x" + "00" * 20
     h.expect_revert(h.batch_fn(h.batch([(h.users[1], 1), (zero, 1)])), "InvalidRecipient", h.sender)
     h.expect_revert(h.batch_fn(h.batch([(h.pool.address, 1)])), "InvalidRecipient", h.sender)
+
+
+def _dirty(calldata: str, clean: str, upper: bytes) -> str:
+    """`calldata` with the one 32-byte word holding address `clean` given nonzero upper bits."""
+    word = bytes(12) + bytes.fromhex(clean[2:])
+    raw = bytes.fromhex(calldata[2:])
+    assert raw.count(word) == 1
+    dirty = upper.rjust(12, b"\x00") + bytes.fromhex(clean[2:])
+    return "0x" + raw.replace(word, dirty).hex()
+
+
+def test_recipient_with_dirty_upper_bits_in_hand_built_calldata_is_refused(
+    harness: PoolHarness,
+) -> None:
+    """The EVM would call the low 160 bits, but the hash, the event topic and the ledger would
+    see another word: a line whose recipient word is not a clean address is refused, named."""
+    h = harness
+    h.register(h.users[0], 10 * ETHER)
+    victim = fresh_address()
+    batch = h.batch([(h.users[1], ETHER), (victim, 2 * ETHER)])
+    sig = h.sign("PayoutBatch", batch)
+    clean = h.pool.encode_abi("executeBatchPayouts", args=[h.as_tuple("PayoutBatch", batch), sig])
+    expected = error_selector(h.pool.abi, "InvalidRecipient")
+    for upper in (b"\x01", b"\xff" * 12, b"\x80" + bytes(11)):
+        data = _dirty(clean, victim, upper)
+        tx: TxParams = {"from": h.sender, "to": h.pool.address, "data": data, "gas": 1_000_000}
+        with pytest.raises(ContractCustomError) as info:
+            h.w3.eth.call(tx)
+        word = int.from_bytes(upper.rjust(12, b"\x00") + bytes.fromhex(victim[2:]), "big")
+        assert str(info.value.data) == expected + f"{1:064x}" + f"{word:064x}"
+        receipt = h.w3.eth.wait_for_transaction_receipt(h.w3.eth.send_transaction(tx))
+        assert receipt["status"] == 0
+    assert h.w3.eth.get_balance(victim) == 0
+    assert not h.pool.functions.batchExecuted(batch["batchId"]).call()
+    # The same signed batch, clean, executes.
+    tx = {"from": h.sender, "to": h.pool.address, "data": clean, "gas": 1_000_000}
+    assert h.w3.eth.wait_for_transaction_receipt(h.w3.eth.send_transaction(tx))["status"] == 1
+    assert h.w3.eth.get_balance(victim) == 2 * ETHER
+
+
+def test_zero_amount_lines_are_refused(harness: PoolHarness) -> None:
+    h = harness
+    h.register(h.users[0], 10 * ETHER)
+    data = h.expect_revert(
+        h.batch_fn(h.batch([(h.users[1], ETHER), (h.users[2], 0)])), "ZeroAmount", h.sender
+    )
+    assert int(data[10:], 16) == 1
+    h.expect_revert(h.batch_fn(h.batch([(h.users[1], 0)])), "ZeroAmount", h.sender)
+
+
+def test_duplicate_recipient_lines_are_refused(harness: PoolHarness) -> None:
+    """One line per recipient: a repeat anywhere in the batch is refused and named."""
+    h = harness
+    h.register(h.users[0], 100 * ETHER)
+    a, b, c = h.users[1], h.users[2], h.users[3]
+    for lines, index, who in (
+        ([(a, ETHER), (a, ETHER)], 1, a),
+        ([(a, ETHER), (b, ETHER), (c, ETHER), (b, 2 * ETHER)], 3, b),
+        ([(a, 1), *[(fresh_address(), 1) for _ in range(40)], (a, 1)], 41, a),
+    ):
+        data = h.expect_revert(h.batch_fn(h.batch(lines)), "DuplicateRecipient", h.sender)
+        assert (int(data[10:74], 16), "0x" + data[-40:]) == (index, who.lower())
+
+
+def test_recipients_sharing_low_address_bits_are_not_duplicates(harness: PoolHarness) -> None:
+    """The duplicate check's filter is keyed by the low 16 bits of the address: distinct
+    recipients that share them are compared in full and paid; a real repeat among them is
+    still refused."""
+    h = harness
+    h.register(h.users[0], 100 * ETHER)
+    tail = secrets.token_bytes(2)
+    twins = [to_checksum_address(secrets.token_bytes(18) + tail) for _ in range(9)]
+    receipt = h.execute([(t, ETHER + i) for i, t in enumerate(twins)])
+    assert [e["args"]["recipient"] for e in h.events(receipt, "PayoutExecuted")] == twins
+    lines = [(t, ETHER) for t in twins] + [(twins[4], ETHER)]
+    data = h.expect_revert(h.batch_fn(h.batch(lines)), "DuplicateRecipient", h.sender)
+    assert int(data[10:74], 16) == 9
+
+
+def test_duplicate_recipients_are_found_in_a_large_batch(harness: PoolHarness) -> None:
+    """Past 512 lines the filter grows (more words, keyed by more address bits): a repeat is
+    still found, and a batch of distinct recipients still executes."""
+    h = harness
+    h.register(h.users[0], 1_000 * ETHER)
+    recipients = [fresh_address() for _ in range(600)]
+    for r in recipients:  # existing accounts: a batch to 600 new ones would need more gas
+        h.rpc("anvil_setBalance", [r, hex(ETHER)])
+    lines = [(r, ETHER) for r in recipients]
+    data = h.expect_revert(
+        h.batch_fn(h.batch([*lines, (recipients[3], 1)])), "DuplicateRecipient", h.sender
+    )
+    assert (int(data[10:74], 16), "0x" + data[-40:]) == (600, recipients[3].lower())
+    receipt = h.send(h.batch_fn(h.batch(lines)), h.sender, gas=12_000_000)
+    assert len(h.events(receipt, "PayoutExecuted")) == 600
 
 
 def test_batch_cannot_spend_more_than_the_balance(harness: PoolHarness) -> None:
@@ -364,20 +487,30 @@ def test_claim_to_another_address_for_accounts_that_cannot_receive(harness: Pool
     assert h.w3.eth.get_balance(h.users[5]) - before == ETHER
 
 
-def test_gas_burning_recipient_is_deferred_at_bounded_cost(harness: PoolHarness) -> None:
+def test_gas_burning_and_revert_bomb_recipients_are_deferred_at_bounded_cost(
+    harness: PoolHarness,
+) -> None:
     h = harness
     h.register(h.users[0], 20 * ETHER)
-    burner = _recipient(h, "GasBurner")
-    bomb = _recipient(h, "ReturnBomb")
-    baseline = h.execute([(h.users[1], ETHER), (h.users[2], ETHER)])["gasUsed"]
+    burners = [_recipient(h, "GasBurner").address for _ in range(2)]
+    bomb = _recipient(h, "ReturnBomb", h.pool.address, 40_000)
+    h.send(bomb.functions.setMode(1), h.owner)  # reverts with 40 kB, inside the stipend
     receipt = h.execute(
-        [(h.users[1], ETHER), (burner.address, ETHER), (bomb.address, ETHER), (h.users[2], ETHER)]
+        [(h.users[1], ETHER), (burners[0], ETHER), (bomb.address, ETHER), (h.users[2], ETHER)]
     )
     deferred = {e["args"]["recipient"] for e in h.events(receipt, "PayoutDeferred")}
-    assert deferred == {burner.address, bomb.address}
+    assert deferred == {burners[0], bomb.address}
     assert len(h.events(receipt, "PayoutExecuted")) == 2
-    # Each hostile recipient costs at most its stipend plus the deferral bookkeeping.
-    per_hostile = (receipt["gasUsed"] - baseline) / 2
+
+    # What one more hostile line adds to a batch (fresh contract, new claimable slot): its
+    # stipend burnt, the call, the claimable slot and the event, nothing more.
+    def batch_gas(hostile: list[str]) -> int:
+        lines = [(h.users[1], ETHER), *[(r, ETHER) for r in hostile], (h.users[2], ETHER)]
+        return h.gas_of(h.batch_fn(h.batch(lines)), h.sender)
+
+    one = batch_gas([burners[1]])
+    fresh = _recipient(h, "GasBurner").address
+    per_hostile = batch_gas([burners[1], fresh]) - one
     assert per_hostile < 2_600 + 9_000 + 12_300 + 22_100 + 3_000, per_hostile
 
 
@@ -528,11 +661,11 @@ def test_pause_stops_signed_paths_but_not_claims(harness: PoolHarness) -> None:
     h.send(rejecting.functions.setRejecting(False), h.owner)
     assert h.send(rejecting.functions.claimFromPool(), h.users[3])["status"] == 1
 
-    # The guardian cannot unpause; the owner can.
-    h.expect_revert(fns.unpause(), "NotOwner", h.guardian)
-    receipt = h.send(fns.unpause(), h.owner)
+    # The guardian cannot lift it; the owner can, after announcing it for the public delay.
+    h.expect_revert(fns.proposeUnpause(), "NotOwner", h.guardian)
+    receipt = h.unpause()
     assert h.events(receipt, "Unpaused")[0]["args"]["account"] == h.owner
-    h.expect_revert(fns.unpause(), "ContractNotPaused", h.owner)
+    h.expect_revert(fns.proposeUnpause(), "ContractNotPaused", h.owner)
     h.execute([(h.users[1], ETHER)])
     h.send(fns.pause(), h.owner)  # the owner can pause too
     assert fns.paused().call()
@@ -543,7 +676,7 @@ def test_pause_stops_signed_paths_but_not_claims(harness: PoolHarness) -> None:
 
 def test_cap_exceeded_is_rejected(harness: PoolHarness) -> None:
     h = harness
-    h.send(h.pool.functions.setOutflowCap(10 * ETHER), h.owner)
+    h.lower_cap(10 * ETHER)
     h.register(h.users[0], 20 * ETHER)
     h.expect_revert(
         h.batch_fn(h.batch([(h.users[1], 10 * ETHER + 1)])), "OutflowCapExceeded", h.sender
@@ -562,7 +695,7 @@ def test_cap_exceeded_is_rejected(harness: PoolHarness) -> None:
 
 def test_deferred_amounts_count_against_the_cap_once(harness: PoolHarness) -> None:
     h = harness
-    h.send(h.pool.functions.setOutflowCap(5 * ETHER), h.owner)
+    h.lower_cap(5 * ETHER)
     h.register(h.users[0], 20 * ETHER)
     rejecting = _recipient(h, "RejectingRecipient", h.pool.address)
     h.execute([(rejecting.address, 5 * ETHER)])
@@ -578,14 +711,14 @@ def test_lowering_the_cap_below_recent_outflow_blocks_until_it_rolls_off(
     h = harness
     h.register(h.users[0], 20 * ETHER)
     h.execute([(h.users[1], 5 * ETHER)])
-    h.send(h.pool.functions.setOutflowCap(3 * ETHER), h.owner)
+    h.lower_cap(3 * ETHER)
     assert h.pool.functions.availableOutflow().call() == 0
     h.expect_revert(h.batch_fn(h.batch([(h.users[1], 1)])), "OutflowCapExceeded", h.sender)
 
 
 def test_stolen_signer_key_cannot_drain_past_the_cap(harness: PoolHarness) -> None:
     h = harness
-    h.send(h.pool.functions.setOutflowCap(10 * ETHER), h.owner)
+    h.lower_cap(10 * ETHER)
     for user in h.users[:5]:
         h.register(user, 20 * ETHER)
     thief = h.users[5]

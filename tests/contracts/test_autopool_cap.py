@@ -23,7 +23,7 @@ def _next_hour_start(h: PoolHarness) -> int:
 def test_outflow_stays_counted_for_24_hours_and_rolls_off_by_25(harness: PoolHarness) -> None:
     h = harness
     fns = h.pool.functions
-    h.send(fns.setOutflowCap(10 * ETHER), h.owner)
+    h.lower_cap(10 * ETHER)
     h.register(h.users[0], 50 * ETHER)
     start = _next_hour_start(h) + 600  # ten minutes into an hour
     batch = h.batch([(h.users[1], 10 * ETHER)], deadline=start + 3 * DAY)
@@ -48,7 +48,7 @@ def test_outflow_stays_counted_for_24_hours_and_rolls_off_by_25(harness: PoolHar
 
 def test_outflows_in_one_hour_accumulate(harness: PoolHarness) -> None:
     h = harness
-    h.send(h.pool.functions.setOutflowCap(10 * ETHER), h.owner)
+    h.lower_cap(10 * ETHER)
     h.register(h.users[0], 50 * ETHER)
     start = _next_hour_start(h)
     for i, amount in enumerate((3, 3, 4)):
@@ -82,7 +82,7 @@ def test_no_24_hour_window_ever_exceeds_the_cap(
     snapshot = h.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     try:
         cap = 10 * ETHER
-        h.send(h.pool.functions.setOutflowCap(cap), h.owner)
+        h.lower_cap(cap)
         h.register(h.users[0], 100 * ETHER)
         now = h.now() + 10
         paid: list[tuple[int, int]] = []

@@ -9,7 +9,17 @@ from web3.exceptions import Web3RPCError
 from web3.types import TxParams, Wei
 
 from backend.chain import typed_data
-from tests.contracts.conftest import ETHER, PLAN_HASH, PoolHarness, abi_items, deploy_artifact
+from tests.contracts.conftest import (
+    ETHER,
+    GUARDIAN,
+    OUTFLOW_CAP,
+    PLAN_HASH,
+    SIGNER,
+    UNPAUSE,
+    PoolHarness,
+    abi_items,
+    deploy_artifact,
+)
 
 
 def test_typehashes_equal_the_backend_type_strings(harness: PoolHarness) -> None:
@@ -62,6 +72,10 @@ def test_constructor_sets_roles_and_emits_admin_state(harness: PoolHarness) -> N
     assert fns.paused().call() is False
     assert fns.outflowCap().call() == 10_000 * ETHER
     assert fns.availableOutflow().call() == 10_000 * ETHER
+    assert fns.changeDelay().call() == 60  # deploy_autopool's devnet/test default
+    assert fns.surplus().call() == 0
+    for change in (SIGNER, OUTFLOW_CAP, GUARDIAN, UNPAUSE):
+        assert fns.pendingChange(change).call() == [0, 0]
 
 
 def test_register_accepts_signed_payload_and_emits_the_ledger_fields(harness: PoolHarness) -> None:
@@ -154,28 +168,64 @@ def test_plain_bnb_transfer_is_refused(harness: PoolHarness) -> None:
     assert h.balance() == 0
 
 
-def test_signer_rotation_is_owner_only_and_emitted(harness: PoolHarness) -> None:
+def test_signer_rotation_is_proposed_then_executed_after_the_delay(harness: PoolHarness) -> None:
     h = harness
+    fns = h.pool.functions
     new_signer = Account.from_key("0x" + "22" * 32).address
-    h.expect_revert(h.pool.functions.setSigner(new_signer), "NotOwner", h.users[0])
-    h.expect_revert(h.pool.functions.setSigner("0x" + "00" * 20), "ZeroAddress", h.owner)
-    receipt = h.send(h.pool.functions.setSigner(new_signer), h.owner)
+    h.expect_revert(fns.proposeSigner(new_signer), "NotOwner", h.users[0])
+    h.expect_revert(fns.proposeSigner(h.guardian), "NotOwner", h.guardian)
+    h.expect_revert(fns.proposeSigner("0x" + "00" * 20), "ZeroAddress", h.owner)
+    receipt = h.send(fns.proposeSigner(new_signer), h.owner)
+    (proposed,) = h.events(receipt, "ChangeProposed")
+    executable_at = h.now() + h.delay
+    assert dict(proposed["args"]) == {
+        "change": SIGNER,
+        "value": int(new_signer, 16),
+        "executableAt": executable_at,
+    }
+    assert fns.pendingChange(SIGNER).call() == [int(new_signer, 16), executable_at]
+    assert fns.signer().call() == Account.from_key(h.signer_key).address
+    h.expect_revert(fns.proposeSigner(new_signer), "ChangeAlreadyPending", h.owner)
+    h.expect_revert(fns.executeChange(SIGNER), "NotOwner", h.guardian)
+
+    h.warp(h.delay)
+    receipt = h.send(fns.executeChange(SIGNER), h.owner)
     (event,) = h.events(receipt, "SignerRotated")
     assert dict(event["args"]) == {
         "previous": Account.from_key(h.signer_key).address,
         "next": new_signer,
     }
+    (executed,) = h.events(receipt, "ChangeExecuted")
+    assert dict(executed["args"]) == {"change": SIGNER, "value": int(new_signer, 16)}
+    assert fns.signer().call() == new_signer
+    assert fns.pendingChange(SIGNER).call() == [0, 0]
+    h.expect_revert(fns.executeChange(SIGNER), "NoPendingChange", h.owner)
 
 
-def test_cap_and_guardian_are_owner_only_and_emitted(harness: PoolHarness) -> None:
+def test_lowering_the_cap_is_immediate_and_raising_it_waits(harness: PoolHarness) -> None:
     h = harness
     fns = h.pool.functions
-    h.expect_revert(fns.setOutflowCap(1), "NotOwner", h.guardian)
-    h.expect_revert(fns.setGuardian(h.users[0]), "NotOwner", h.guardian)
-    receipt = h.send(fns.setOutflowCap(5 * ETHER), h.owner)
+    h.expect_revert(fns.lowerOutflowCap(1), "NotOwner", h.guardian)
+    receipt = h.lower_cap(5 * ETHER)
     assert h.events(receipt, "OutflowCapSet")[0]["args"]["cap"] == 5 * ETHER
     assert fns.availableOutflow().call() == 5 * ETHER
-    receipt = h.send(fns.setGuardian(h.users[0]), h.owner)
+    h.expect_revert(fns.lowerOutflowCap(5 * ETHER + 1), "CapNotLowered", h.owner)
+    h.expect_revert(fns.proposeOutflowCap(5 * ETHER), "CapNotRaised", h.owner)
+    h.expect_revert(fns.proposeOutflowCap(2**128), "CapTooLarge", h.owner)
+    h.expect_revert(fns.proposeOutflowCap(6 * ETHER), "NotOwner", h.guardian)
+    h.send(fns.proposeOutflowCap(6 * ETHER), h.owner)
+    assert fns.outflowCap().call() == 5 * ETHER
+    h.warp(h.delay)
+    receipt = h.send(fns.executeChange(OUTFLOW_CAP), h.owner)
+    assert h.events(receipt, "OutflowCapSet")[0]["args"]["cap"] == 6 * ETHER
+    assert fns.availableOutflow().call() == 6 * ETHER
+
+
+def test_guardian_change_waits_the_delay(harness: PoolHarness) -> None:
+    h = harness
+    fns = h.pool.functions
+    h.expect_revert(fns.proposeGuardian(h.users[0]), "NotOwner", h.guardian)
+    receipt = h.apply_change(fns.proposeGuardian(h.users[0]), GUARDIAN)
     assert h.events(receipt, "GuardianSet")[0]["args"]["guardian"] == h.users[0]
     assert fns.guardian().call() == h.users[0]
 
@@ -193,7 +243,7 @@ def test_ownership_moves_in_two_steps(harness: PoolHarness) -> None:
     (event,) = h.events(receipt, "OwnershipTransferred")
     assert dict(event["args"]) == {"previous": h.owner, "next": new_owner}
     assert fns.owner().call() == new_owner
-    h.expect_revert(fns.setOutflowCap(1), "NotOwner", h.owner)
+    h.expect_revert(fns.lowerOutflowCap(1), "NotOwner", h.owner)
 
 
 def test_owner_has_no_function_that_moves_funds(harness: PoolHarness) -> None:
@@ -210,11 +260,14 @@ def test_owner_has_no_function_that_moves_funds(harness: PoolHarness) -> None:
         "executeBatchPayouts",
         "claim",
         "claimTo",
-        "setSigner",
-        "setOutflowCap",
-        "setGuardian",
+        "proposeSigner",
+        "proposeOutflowCap",
+        "proposeGuardian",
+        "proposeUnpause",
+        "executeChange",
+        "cancelChange",
+        "lowerOutflowCap",
         "pause",
-        "unpause",
         "transferOwnership",
         "acceptOwnership",
     }

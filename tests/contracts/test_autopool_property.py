@@ -1,6 +1,7 @@
 """Property: any sequence of registrations, retopups, batches (with hostile recipients), batch id
-replays and claims keeps `balance == inflows - outflows`, keeps `totalClaimable` equal to the
-deferred-but-unclaimed amounts, and never executes a batch id twice."""
+replays, batches repeating a recipient and claims keeps `balance == inflows - outflows` with no
+surplus, keeps `totalClaimable` equal to the deferred-but-unclaimed amounts, and never executes a
+batch id twice."""
 
 from __future__ import annotations
 
@@ -16,16 +17,26 @@ UNIT = 10**17  # 0.1 BNB
 
 register_op = st.tuples(st.just("register"), st.integers(0, 5), st.integers(1, 200))
 retopup_op = st.tuples(st.just("retopup"), st.integers(0, 5), st.integers(1, 200))
-# Recipients 0..5 are EOAs, 6 a contract that rejects while set to, 7 a gas burner.
+# Recipients 0..5 are EOAs, 6 a contract that rejects while set to, 7 a gas burner. A batch
+# has one line per recipient; `dup_batch_op` repeats one (must be refused).
+lines = st.lists(
+    st.tuples(st.integers(0, 7), st.integers(1, 150)),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda x: x[0],
+)
 batch_op = st.tuples(
     st.just("batch"),
-    st.lists(st.tuples(st.integers(0, 7), st.integers(1, 150)), min_size=1, max_size=6),
+    lines,
     st.booleans(),  # reuse an executed batch id (must be refused)
 )
+dup_batch_op = st.tuples(st.just("dup_batch"), lines, st.integers(0, 5))
 claim_op = st.tuples(st.just("claim"))
 toggle_op = st.tuples(st.just("toggle"))
 operations = st.lists(
-    st.one_of(register_op, retopup_op, batch_op, claim_op, toggle_op), min_size=1, max_size=12
+    st.one_of(register_op, retopup_op, batch_op, dup_batch_op, claim_op, toggle_op),
+    min_size=1,
+    max_size=12,
 )
 
 
@@ -45,6 +56,7 @@ class Model:
         h = self.h
         fns = h.pool.functions
         assert h.balance() == self.inflow - self.outflow
+        assert fns.surplus().call() == 0
         for account, amount in self.claimable.items():
             assert fns.claimable(account).call() == amount
         assert fns.totalClaimable().call() == sum(self.claimable.values())
@@ -61,6 +73,10 @@ class Model:
             self.inflow += amount
         elif kind == "batch":
             self._batch(op[1], op[2])
+        elif kind == "dup_batch":
+            payouts = [(self.recipients[i], units * UNIT) for i, units in op[1]]
+            payouts.insert(op[2] % (len(payouts) + 1), payouts[op[2] % len(payouts)])
+            h.expect_revert(h.batch_fn(h.batch(payouts)), "DuplicateRecipient", h.sender)
         elif kind == "claim":
             owed = self.claimable[self.rejecting.address]
             if self.rejecting_on or owed == 0:
