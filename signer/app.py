@@ -4,7 +4,7 @@
 address is on chain as `signer()`), and probes and scrapers should not hold the signing token.
 
 Errors are RFC 9457 problem documents (`application/problem+json`); a refusal's `type` is
-`urn:autopool:problem:signer:<rule>` and the `rule` member repeats the rule name.
+`https://autopool.dev/problems/signer/<rule>` and the `rule` member repeats the rule name.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from signer.audit import AnchorError
 from signer.policy import Refused
 from signer.service import SigningService
 
-PROBLEM_TYPE_PREFIX = "urn:autopool:problem:signer:"
+PROBLEM_TYPE_PREFIX = "https://autopool.dev/problems/signer/"
 # A 200-recipient batch is ~25 KB of JSON; anything near this limit is not a real payload.
 MAX_BODY_BYTES = 256 * 1024
 _TITLES = {
@@ -36,6 +37,7 @@ _TITLES = {
     422: "Invalid request",
     429: "Rate limited",
     500: "Signer error",
+    503: "Signer unavailable",
 }
 
 
@@ -56,7 +58,8 @@ def problem(status: int, rule: str, detail: str, headers: dict[str, str] | None 
 
 
 def create_app(service: SigningService, token: str, *, key_backend: str = "keystore") -> Starlette:
-    """The ASGI app. `token` is the shared secret callers present as `Authorization: Bearer`."""
+    """The ASGI app for a started service (`await service.start()`). `token` is the shared
+    secret callers present as `Authorization: Bearer`."""
     expected = token.encode()
     audit = service.audit
     metrics = service.metrics
@@ -72,9 +75,10 @@ def create_app(service: SigningService, token: str, *, key_backend: str = "keyst
             contract=service.policy.contract,
             key_backend=key_backend,
             audit_seq=audit.seq,
+            anchored_seq=audit.anchored,
         )
         yield
-        await audit.aclose()
+        await service.aclose()
 
     def authorized(request: Request) -> bool:
         scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
@@ -114,13 +118,19 @@ def create_app(service: SigningService, token: str, *, key_backend: str = "keyst
             audit.flush()
             return problem(exc.status, exc.rule, exc.detail)
         try:
-            signed = await service.sign_async(
+            signed = await service.sign(
                 body.get("primaryType"), body.get("message"), body.get("domain")
             )
         except Refused as exc:
             audit.flush()
             return problem(exc.status, exc.rule, exc.detail)
-        await audit.durable(signed.seq)
+        try:
+            await service.handed_out(signed)
+        except AnchorError as exc:
+            # The record is in the log, but not anchored: the signature is not handed out.
+            metrics.refused("anchor-unavailable")
+            log.error("anchor write failed", error=str(exc))
+            return problem(503, "anchor-unavailable", "the audit log could not be anchored")
         metrics.observe(signed.primary_type, time.perf_counter() - started)
         return Response(json.dumps(signed.as_json()), media_type="application/json")
 
@@ -133,6 +143,7 @@ def create_app(service: SigningService, token: str, *, key_backend: str = "keyst
                 "verifyingContract": service.policy.contract,
                 "domainSeparator": "0x" + service.hasher.domain_separator.hex(),
                 "auditSeq": audit.seq,
+                "anchoredSeq": audit.anchored,
             }
         )
 

@@ -21,6 +21,15 @@ Durability (`audit_fsync`):
 
 One process owns the file: an exclusive `flock` is taken at open, so two signers cannot share a
 log (and so each other's rolling caps).
+
+Anchor: a hash chain shows an edited record, but not records cut from the end. So the head of
+the chain (sequence number and hash) is also recorded outside the file, in PostgreSQL
+(signer/state.py), with every burst: a reply that carries a signature waits until the record's
+burst is anchored, and the signer refuses to start when the log is behind its anchor
+(`check_anchor`). Records are numbered 1, 2, 3, ... without gaps; the only exception is a
+`bridge` record (`accept-audit-gap`: after a host crash lost the unsynced tail, or when a log is
+rotated), which names the anchor it continues from (`bridgeSeq`, `bridgeHash`) and takes the
+next number after it.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -43,8 +52,17 @@ _FLUSH_BYTES = 64 * 1024
 _MIRROR_MAX_PENDING = 4 * 1024 * 1024
 
 
+BRIDGE_EVENT = "bridge"
+VERIFY_COMMAND = "python -m signer verify-audit"
+
+
 class AuditError(Exception):
-    """The audit log is unusable: locked by another process, torn, or its chain is broken."""
+    """The audit log is unusable: locked by another process, torn, its chain is broken, or it
+    is behind its anchor."""
+
+
+class AnchorError(AuditError):
+    """The anchor could not be written (database unreachable), or another signer moved it."""
 
 
 def _split(line: str) -> tuple[str, str]:
@@ -59,16 +77,17 @@ def _split(line: str) -> tuple[str, str]:
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Every record of the log, after checking each record's hash and the chain."""
+    """Every record of the log, after checking each record's hash, the chain and the numbering."""
     if not path.exists():
         return
-    prev = GENESIS
+    prev, seq = GENESIS, 0
     with path.open("r", encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.endswith("\n"):
                 raise AuditError(
-                    f"{path}:{number}: torn last record (crash during a write?); move the log "
-                    "aside after inspection and start the signer with a new one"
+                    f"{path}:{number}: torn last record (crash during a write?); inspect it "
+                    f"with `{VERIFY_COMMAND} {path}`, then move the log aside and start the "
+                    "signer with a new one (`python -m signer accept-audit-gap`)"
                 )
             body, digest = _split(line.rstrip("\n"))
             if hashlib.sha256(body.encode()).hexdigest() != digest:
@@ -76,9 +95,52 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             record: dict[str, Any] = json.loads(body)
             if record.get("prev") != prev:
                 raise AuditError(f"{path}:{number}: chain broken (record removed or reordered)")
-            prev = digest
+            expected = seq + 1
+            if record.get("event") == BRIDGE_EVENT:
+                bridged = record.get("bridgeSeq")
+                if not isinstance(bridged, int) or bridged < seq:
+                    raise AuditError(f"{path}:{number}: a bridge record cannot go back")
+                expected = bridged + 1
+            if record.get("seq") != expected:
+                raise AuditError(
+                    f"{path}:{number}: record number {record.get('seq')}, expected {expected}"
+                )
+            prev, seq = digest, expected
             record["hash"] = digest
             yield record
+
+
+def check_anchor(
+    path: Path, records: list[dict[str, Any]], anchor_seq: int, anchor_hash: str
+) -> None:
+    """Raise unless the log reaches its anchor: it holds the anchored record (same number, same
+    hash), or a bridge record that continues from it."""
+    if anchor_seq == 0:
+        return
+    head_seq = int(records[-1]["seq"]) if records else 0
+    for r in reversed(records):
+        if r["seq"] == anchor_seq and r["hash"] == anchor_hash:
+            return
+        if r.get("bridgeSeq") == anchor_seq and r.get("bridgeHash") == anchor_hash:
+            return
+        if r["seq"] < anchor_seq:
+            break
+    if head_seq < anchor_seq:
+        problem = (
+            f"the audit log {path} ends at record {head_seq} but its anchor in the database "
+            f"is at record {anchor_seq} (hash {anchor_hash}): {anchor_seq - head_seq} records "
+            "were cut from its end, or this is not the log this signer wrote"
+        )
+    else:
+        problem = (
+            f"the audit log {path} does not hold the anchored record {anchor_seq} (hash "
+            f"{anchor_hash}): the log was replaced or rewritten"
+        )
+    raise AuditError(
+        f"{problem}. Refusing to start. Investigate with `{VERIFY_COMMAND} {path}` (same "
+        "environment as the signer: it compares the log with its anchor); docs/signer.md "
+        '"Audit anchor" says what to do next'
+    )
 
 
 class AuditLog:
@@ -90,6 +152,7 @@ class AuditLog:
         fsync: Literal["always", "interval", "never"] = "interval",
         interval_ms: int = 20,
         mirror: BinaryIO | None = None,
+        anchor: Callable[[int, str], Awaitable[None]] | None = None,
     ) -> None:
         self.path = path
         self.fsync = fsync
@@ -98,7 +161,14 @@ class AuditLog:
         self._prev = GENESIS
         self.seq = 0  # last record written
         self._synced = 0
+        self._synced_hash = GENESIS
         self._written = 0
+        self._written_hash = GENESIS
+        # Records the head of the chain outside the file (signer/state.py); None: not anchored.
+        self.anchor = anchor
+        self.anchored = 0
+        self._anchoring: asyncio.Future[None] | None = None
+        self._background: asyncio.Future[None] | None = None
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._broken: OSError | None = None
@@ -128,9 +198,26 @@ class AuditLog:
             raise
         self._fd = fd
         if records:
-            self._prev = records[-1]["hash"]
+            self._prev = self._written_hash = self._synced_hash = records[-1]["hash"]
             self.seq = self._synced = self._written = int(records[-1]["seq"])
         return records
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record appended."""
+        return self.seq, self._prev
+
+    def bridge(self, anchor_seq: int, anchor_hash: str, fields: str) -> int:
+        """Append a bridge record that continues the numbering from an anchor this log does
+        not reach (records lost in a host crash, or a rotated log). See `accept-audit-gap`."""
+        if anchor_seq < self.seq:
+            raise AuditError(f"the log is past record {anchor_seq} already: nothing to bridge")
+        log_seq = self.seq
+        self.seq = anchor_seq
+        return self.append_fields(
+            f'"event":"{BRIDGE_EVENT}","bridgeSeq":{anchor_seq},"bridgeHash":"{anchor_hash}",'
+            f'"logSeq":{log_seq},{fields}'
+        )
 
     def append(self, record: dict[str, Any]) -> int:
         """Buffer one record; return its sequence number. See `append_fields`."""
@@ -173,7 +260,7 @@ class AuditLog:
             # Part of a record may be on disk: the chain cannot continue, so stop signing.
             self._broken = exc
             raise AuditError(f"cannot write to {self.path}: {exc}") from exc
-        self._written = self.seq
+        self._written, self._written_hash = self.seq, self._prev
         if self.mirror is not None:
             if self._mirror_pending_bytes + len(data) <= _MIRROR_MAX_PENDING:
                 self._mirror_pending.append(data)
@@ -181,7 +268,7 @@ class AuditLog:
             else:
                 self.mirror_dropped += data.count(b"\n")
 
-    async def durable(self, seq: int) -> None:
+    async def durable(self, seq: int, *, anchored: bool = True) -> None:
         """Return once record `seq` is as durable as the fsync policy promises.
 
         `always`: group commit without threads. The first waiter schedules one sync for the end
@@ -194,14 +281,54 @@ class AuditLog:
         if self.fsync != "always":
             if self._written < seq:
                 self.flush()
-            return
-        if self._synced >= seq:
-            return
-        if self._pending is None:
-            loop = asyncio.get_running_loop()
-            self._pending = loop.create_future()
-            loop.call_soon(self._group_sync)
-        await asyncio.shield(self._pending)
+        elif self._synced < seq:
+            if self._pending is None:
+                loop = asyncio.get_running_loop()
+                self._pending = loop.create_future()
+                loop.call_soon(self._group_sync)
+            await asyncio.shield(self._pending)
+        if self.anchor is not None:
+            if anchored:
+                await self.anchored_to(seq)
+            else:
+                self._anchor_soon()
+
+    def _anchor_soon(self) -> None:
+        """Start anchoring the head now, without waiting for it (failures are retried by the
+        ticker and reported to the next reply that waits)."""
+        if self._background is None or self._background.done():
+            self._background = asyncio.ensure_future(self._anchor_to_head())
+
+    async def _anchor_to_head(self) -> None:
+        with contextlib.suppress(Exception):
+            while self.anchored < self._anchor_head()[0]:
+                await self.anchored_to(self._anchor_head()[0])
+
+    def _anchor_head(self) -> tuple[int, str]:
+        # With `always`, only what is synced: the anchor never runs ahead of the disk.
+        if self.fsync == "always":
+            return self._synced, self._synced_hash
+        return self._written, self._written_hash
+
+    async def anchored_to(self, seq: int) -> None:
+        """Return once the anchor covers record `seq` (which must be written, or synced with
+        `always`). Group commit: one anchor write at a time covers every record written before
+        it started; requests arriving meanwhile share the next one."""
+        while self.anchored < seq:
+            if self._anchor_head()[0] < seq:
+                raise AuditError(f"record {seq} is not written yet")
+            if self._anchoring is None:
+                self._anchoring = asyncio.ensure_future(self._anchor_once())
+            await asyncio.shield(self._anchoring)
+
+    async def _anchor_once(self) -> None:
+        try:
+            seq, digest = self._anchor_head()
+            if seq > self.anchored and self.anchor is not None:
+                await self.anchor(seq, digest)
+                self.anchored = max(self.anchored, seq)
+        finally:
+            self._anchoring = None
 
     def _group_sync(self) -> None:
         pending, self._pending = self._pending, None
@@ -216,9 +343,13 @@ class AuditLog:
 
     def _sync_now(self) -> None:
         self.flush()
-        target = self._written
+        target, target_hash = self._written, self._written_hash
         os.fdatasync(self._fd)
-        self._synced = max(self._synced, target)
+        self._mark_synced(target, target_hash)
+
+    def _mark_synced(self, seq: int, digest: str) -> None:
+        if seq > self._synced:
+            self._synced, self._synced_hash = seq, digest
 
     async def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick())
@@ -245,16 +376,33 @@ class AuditLog:
                 await asyncio.to_thread(self._write_mirror, self._take_mirror())
             if self.fsync == "interval" and self._synced < self.seq:
                 self.flush()
-                target = self._written
+                target, target_hash = self._written, self._written_hash
                 # Off the loop thread: a slow disk must not delay replies in this mode.
                 await asyncio.to_thread(os.fdatasync, self._fd)
-                self._synced = max(self._synced, target)
+                self._mark_synced(target, target_hash)
+            if self.anchor is not None and self.fsync != "always":
+                self.flush()  # refusals are not awaited by their replies: anchor them here
+            head = self._anchor_head()[0]
+            if self.anchor is not None and self.anchored < head:
+                # A failure is reported to the next reply that waits for the anchor.
+                with contextlib.suppress(Exception):
+                    await self.anchored_to(head)
 
     async def aclose(self) -> None:
+        if self._background is not None:
+            with contextlib.suppress(Exception):
+                await self._background
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+            self._ticker = None
+        if self._fd >= 0 and self.anchor is not None and self._broken is None:
+            # A clean stop leaves the anchor at the head (best effort: a log ahead of its
+            # anchor is accepted at the next start).
+            with contextlib.suppress(Exception):
+                self._sync_now()
+                await self.anchored_to(self._anchor_head()[0])
         self.close()
 
     def close(self) -> None:

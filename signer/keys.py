@@ -23,6 +23,7 @@ from coincurve import PrivateKey, PublicKey
 from eth_account import Account
 
 from backend.chain.typed_data import keccak256, to_checksum_address
+from signer.settings import read_secret_file
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
@@ -79,9 +80,10 @@ class LocalKey:
 
     @classmethod
     def from_keystore(cls, path: Path, password: str) -> LocalKey:
-        """Decrypt a Web3 Secret Storage (v3 JSON keystore) file."""
+        """Decrypt a Web3 Secret Storage (v3 JSON keystore) file (refused when group or others
+        may read or write it)."""
         try:
-            keyfile = json.loads(path.read_text())
+            keyfile = json.loads(read_secret_file(path, "keystore"))
             secret = Account.decrypt(keyfile, password)
         except (OSError, ValueError, KeyError) as exc:
             raise KeyLoadError(f"cannot decrypt keystore {path}: {exc}") from exc

@@ -1,25 +1,24 @@
-"""Signer test fixtures: settings, an in-process SigningService, and a real signer subprocess."""
+"""Signer test fixtures: settings, in-process SigningServices on the test database (through the
+signer's own role), ledger rows to sign against, and payload builders."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.chain.anvil import REPO_ROOT, free_port
-from backend.chain.wallet import stop_process
+from devtools.processes import signer_database_url
 from signer.keys import LocalKey
 from signer.main import build_service
 from signer.service import SigningService
 from signer.settings import SignerSettings
+from tests.fixtures.services import reset_signer_state
+from tests.signer.ledger_rows import LedgerRows
 
 # TEST-ONLY: Anvil's public dev key 1 (the backend signer role in tests/fixtures/chain.py).
 DEV_SIGNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
@@ -28,7 +27,11 @@ TOKEN = "test-token-" + "x" * 32
 ETHER = 10**18
 
 
-def make_settings(tmp_path: Path, **overrides: Any) -> SignerSettings:
+def owner_dsn(database_url: str) -> str:
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def make_settings(tmp_path: Path, test_database_url: str, **overrides: Any) -> SignerSettings:
     values: dict[str, Any] = {
         "key_backend": "raw",
         "raw_key": DEV_SIGNER_KEY,
@@ -37,6 +40,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> SignerSettings:
         "contract_address": CONTRACT,
         "audit_log_path": tmp_path / "audit.jsonl",
         "audit_fsync": "always",
+        "database_url": signer_database_url(test_database_url),
         "max_batch_total_wei": 100 * ETHER,
         "max_batch_recipients": 5,
         "rolling_24h_cap_wei": 250 * ETHER,
@@ -46,21 +50,73 @@ def make_settings(tmp_path: Path, **overrides: Any) -> SignerSettings:
     return SignerSettings(_env_file=None, **values)
 
 
-@pytest.fixture
-def settings_factory(tmp_path: Path) -> Callable[..., SignerSettings]:
-    return lambda **overrides: make_settings(tmp_path, **overrides)
+def process_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a `python -m signer` process on the test database (raw dev key)."""
+    return {
+        "AUTOPOOL_SIGNER_KEY_BACKEND": "raw",
+        "AUTOPOOL_SIGNER_RAW_KEY": DEV_SIGNER_KEY,
+        "AUTOPOOL_SIGNER_AUTH_TOKEN": TOKEN,
+        "AUTOPOOL_SIGNER_CHAIN_ID": "31337",
+        "AUTOPOOL_SIGNER_CONTRACT_ADDRESS": CONTRACT,
+        "AUTOPOOL_SIGNER_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
+        "AUTOPOOL_SIGNER_DATABASE_URL": signer_database_url(database_url),
+        **{f"AUTOPOOL_SIGNER_{k.upper()}": v for k, v in extra.items()},
+    }
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[SigningService]:
-    svc = build_service(make_settings(tmp_path), key=LocalKey.from_hex(DEV_SIGNER_KEY))
+async def signer_state(database_url: str) -> str:
+    """An empty signer schema (no anchor, no outflows) on the test database; its URL."""
+    await reset_signer_state(database_url)
+    return database_url
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, signer_state: str) -> Callable[..., SignerSettings]:
+    return lambda **overrides: make_settings(tmp_path, signer_state, **overrides)
+
+
+ServiceFactory = Callable[..., Awaitable[SigningService]]
+
+
+@pytest.fixture
+async def service_factory(
+    settings_factory: Callable[..., SignerSettings],
+) -> AsyncIterator[ServiceFactory]:
+    """Started services (`build_service` + `start`), closed at the end of the test."""
+    started: list[SigningService] = []
+
+    async def factory(settings: SignerSettings | None = None, **kwargs: Any) -> SigningService:
+        kwargs.setdefault("key", LocalKey.from_hex(DEV_SIGNER_KEY))
+        svc = build_service(settings or settings_factory(), **kwargs)
+        await svc.start()
+        started.append(svc)
+        return svc
+
+    yield factory
+    for svc in started:
+        await svc.aclose()
+
+
+@pytest.fixture
+async def ledger(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> AsyncIterator[LedgerRows]:
+    """Rows written as the owner role on a truncated ledger (the invariants run afterwards)."""
+    conn = await asyncpg.connect(owner_dsn(database_url))
     try:
-        yield svc
+        yield LedgerRows(conn)
     finally:
-        svc.audit.close()
+        await conn.close()
+
+
+@pytest.fixture
+async def service(ledger: LedgerRows, service_factory: ServiceFactory) -> SigningService:
+    return await service_factory()
 
 
 def registration(**overrides: Any) -> dict[str, Any]:
+    """A well-formed registration that the ledger knows nothing of."""
     msg: dict[str, Any] = {
         "user": "0x" + "11" * 20,
         "referrer": "0x" + "22" * 20,
@@ -75,6 +131,7 @@ def registration(**overrides: Any) -> dict[str, Any]:
 
 
 def batch(amounts: list[int], **overrides: Any) -> dict[str, Any]:
+    """A well-formed payout batch that the ledger knows nothing of."""
     msg: dict[str, Any] = {
         "batchId": 1,
         "payouts": [
@@ -85,55 +142,3 @@ def batch(amounts: list[int], **overrides: Any) -> dict[str, Any]:
     }
     msg.update(overrides)
     return msg
-
-
-@dataclass
-class SignerProcess:
-    """A signer started as `python -m signer` with its own environment."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self) -> None:
-        stop_process(self.process)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def start_signer(env: dict[str, str], log_path: Path, timeout: float = 20.0) -> SignerProcess:
-    """Start the signer subprocess and wait until GET /health answers."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOOL_SIGNER_")}
-    full_env.update(env)
-    socket_path = env.get("AUTOPOOL_SIGNER_SOCKET_PATH")
-    if socket_path:
-        url = f"unix://{socket_path}"
-    else:
-        port = free_port()
-        full_env["AUTOPOOL_SIGNER_PORT"] = str(port)
-        url = f"http://127.0.0.1:{port}"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signer"],
-        cwd=REPO_ROOT,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    sp = SignerProcess(url, proc, log_path)
-    transport = httpx.HTTPTransport(uds=socket_path) if socket_path else None
-    base = "http://signer" if socket_path else url
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=base, transport=transport, timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"signer exited ({proc.returncode}):\n{sp.log()}")
-            try:
-                if client.get("/health").status_code == 200:
-                    return sp
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-    sp.stop()
-    raise RuntimeError(f"signer did not start:\n{sp.log()}")

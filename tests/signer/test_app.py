@@ -10,9 +10,9 @@ import httpx
 import pytest
 from eth_account import Account
 
-from backend.chain.anvil import free_port
 from backend.chain.signer_client import SignerClient, SignerRefused, SignerUnavailable
 from backend.chain.typed_data import Domain, full_message
+from devtools.processes import free_port, start_signer
 from signer.app import create_app
 from signer.audit import read_records
 from signer.service import SigningService
@@ -22,9 +22,10 @@ from tests.signer.conftest import (
     ETHER,
     TOKEN,
     batch,
+    process_env,
     registration,
-    start_signer,
 )
+from tests.signer.ledger_rows import LedgerRows
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ async def test_sign_without_valid_token_is_401_and_signs_nothing(
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     assert r.headers["www-authenticate"].startswith("Bearer")
-    assert r.json()["type"] == "urn:autopool:problem:signer:unauthorized"
+    assert r.json()["type"] == "https://autopool.dev/problems/signer/unauthorized"
     assert service.audit.seq == 0
     assert (
         service.metrics.registry.get_sample_value(
@@ -68,17 +69,16 @@ async def test_sign_without_valid_token_is_401_and_signs_nothing(
 
 
 async def test_sign_returns_the_eth_account_signature(
-    http: httpx.AsyncClient, service: SigningService
+    http: httpx.AsyncClient, service: SigningService, ledger: LedgerRows
 ) -> None:
-    msg = registration(amount=str(20 * ETHER))  # decimal strings are accepted
+    msg = await ledger.registration()  # uint256 as decimal strings are accepted
     r = await http.post("/sign", json={"primaryType": "Registration", "message": msg}, headers=AUTH)
     assert r.status_code == 200, r.text
     body = r.json()
+    as_ints = msg | {k: int(msg[k]) for k in ("slot", "amount", "nonce")}
     expected = Account.sign_typed_data(
         DEV_SIGNER_KEY,
-        full_message=full_message(
-            Domain(31337, CONTRACT), "Registration", registration(amount=20 * ETHER)
-        ),
+        full_message=full_message(Domain(31337, CONTRACT), "Registration", as_ints),
     )
     assert body["signature"] == "0x" + bytes(expected.signature).hex()
     assert body["digest"] == "0x" + bytes(expected.message_hash).hex()
@@ -93,7 +93,7 @@ async def test_refusal_is_problem_json_naming_the_rule(http: httpx.AsyncClient) 
     assert r.status_code == 403
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
-    assert problem["type"] == "urn:autopool:problem:signer:batch-recipient-cap"
+    assert problem["type"] == "https://autopool.dev/problems/signer/batch-recipient-cap"
     assert problem["rule"] == "batch-recipient-cap"
     assert problem["status"] == 403
     assert "6 recipients" in problem["detail"]
@@ -118,10 +118,11 @@ async def test_oversized_or_deeply_nested_bodies_are_refused(http: httpx.AsyncCl
     assert (r.status_code, r.json()["rule"]) == (422, "invalid-json")
 
 
-async def test_health_address_and_metrics(http: httpx.AsyncClient, service: SigningService) -> None:
-    await http.post(
-        "/sign", json={"primaryType": "Registration", "message": registration()}, headers=AUTH
-    )
+async def test_health_address_and_metrics(
+    http: httpx.AsyncClient, service: SigningService, ledger: LedgerRows
+) -> None:
+    msg = await ledger.registration()
+    await http.post("/sign", json={"primaryType": "Registration", "message": msg}, headers=AUTH)
     await http.post(
         "/sign",
         json={"primaryType": "Registration", "message": registration(deadline=1)},
@@ -131,6 +132,8 @@ async def test_health_address_and_metrics(http: httpx.AsyncClient, service: Sign
     assert health["status"] == "ok"
     assert health["address"] == service.address
     assert health["chainId"] == 31337
+    assert health["auditSeq"] == 2
+    assert 0 <= health["anchoredSeq"] <= 2
     assert (await http.get("/address")).json() == {"address": service.address}
     text = (await http.get("/metrics")).text
     assert 'autopool_signer_signatures_total{type="Registration"} 1.0' in text
@@ -138,20 +141,14 @@ async def test_health_address_and_metrics(http: httpx.AsyncClient, service: Sign
     assert 'autopool_signer_sign_seconds_count{type="Registration"} 1.0' in text
 
 
-async def test_client_against_the_running_service(tmp_path: Path) -> None:
-    env = {
-        "AUTOPOOL_SIGNER_KEY_BACKEND": "raw",
-        "AUTOPOOL_SIGNER_RAW_KEY": DEV_SIGNER_KEY,
-        "AUTOPOOL_SIGNER_AUTH_TOKEN": TOKEN,
-        "AUTOPOOL_SIGNER_CHAIN_ID": "31337",
-        "AUTOPOOL_SIGNER_CONTRACT_ADDRESS": CONTRACT,
-        "AUTOPOOL_SIGNER_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
-        "AUTOPOOL_SIGNER_MAX_BATCH_TOTAL_WEI": str(100 * ETHER),
-    }
+async def test_client_against_the_running_service(
+    tmp_path: Path, ledger: LedgerRows, signer_state: str
+) -> None:
+    env = process_env(tmp_path, signer_state, max_batch_total_wei=str(100 * ETHER))
     sp = start_signer(env, tmp_path / "signer.log")
     try:
         async with SignerClient(sp.url, TOKEN) as client:
-            sig = await client.sign("Registration", registration())
+            sig = await client.sign("Registration", await ledger.registration())
             assert sig.signer == await client.address()
             with pytest.raises(SignerRefused) as info:
                 await client.sign("PayoutBatch", batch([60 * ETHER, 41 * ETHER]))
@@ -173,19 +170,11 @@ async def test_client_reports_an_unreachable_signer() -> None:
             await client.sign("Registration", registration())
 
 
-def test_client_can_be_reused_across_event_loops(tmp_path: Path) -> None:
+def test_client_can_be_reused_across_event_loops(tmp_path: Path, signer_state: str) -> None:
     """Workers that call asyncio.run per task may keep one SignerClient."""
     import asyncio
 
-    env = {
-        "AUTOPOOL_SIGNER_KEY_BACKEND": "raw",
-        "AUTOPOOL_SIGNER_RAW_KEY": DEV_SIGNER_KEY,
-        "AUTOPOOL_SIGNER_AUTH_TOKEN": TOKEN,
-        "AUTOPOOL_SIGNER_CHAIN_ID": "31337",
-        "AUTOPOOL_SIGNER_CONTRACT_ADDRESS": CONTRACT,
-        "AUTOPOOL_SIGNER_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
-    }
-    sp = start_signer(env, tmp_path / "signer.log")
+    sp = start_signer(process_env(tmp_path, signer_state), tmp_path / "signer.log")
     try:
         client = SignerClient(sp.url, TOKEN)
         first = asyncio.run(client.address())
@@ -196,7 +185,9 @@ def test_client_can_be_reused_across_event_loops(tmp_path: Path) -> None:
         sp.stop()
 
 
-async def test_a_stalled_log_reader_does_not_block_signing(tmp_path: Path) -> None:
+async def test_a_stalled_log_reader_does_not_block_signing(
+    tmp_path: Path, ledger: LedgerRows, signer_state: str
+) -> None:
     """Every signature is also a stderr log line; a parent that never reads the pipe (64 KiB)
     must not stop the signer."""
     import os
@@ -204,22 +195,14 @@ async def test_a_stalled_log_reader_does_not_block_signing(tmp_path: Path) -> No
     import sys
     import time as _time
 
-    from backend.chain.anvil import REPO_ROOT
+    from devtools.processes import REPO_ROOT
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOOL_SIGNER_")}
     env.update(
-        {
-            "AUTOPOOL_SIGNER_KEY_BACKEND": "raw",
-            "AUTOPOOL_SIGNER_RAW_KEY": DEV_SIGNER_KEY,
-            "AUTOPOOL_SIGNER_AUTH_TOKEN": TOKEN,
-            "AUTOPOOL_SIGNER_CHAIN_ID": "31337",
-            "AUTOPOOL_SIGNER_CONTRACT_ADDRESS": CONTRACT,
-            "AUTOPOOL_SIGNER_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
-            "AUTOPOOL_SIGNER_PORT": str(port),
-            "AUTOPOOL_SIGNER_RATE_LIMIT_REGISTRATION": "10000/second",
-        }
+        process_env(tmp_path, signer_state, port=str(port), rate_limit_registration="10000/second")
     )
+    payloads = [await ledger.registration() for _ in range(400)]
     proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before the test's awaits)
         [sys.executable, "-m", "signer"],
         cwd=REPO_ROOT,
@@ -236,8 +219,8 @@ async def test_a_stalled_log_reader_does_not_block_signing(tmp_path: Path) -> No
                 except SignerUnavailable:
                     await asyncio_sleep(0.1)
             started = _time.monotonic()
-            for nonce in range(400):  # ~250 KB of log lines
-                await client.sign("Registration", registration(nonce=nonce))
+            for payload in payloads:  # ~250 KB of log lines
+                await client.sign("Registration", payload)
             assert _time.monotonic() - started < 30
     finally:
         proc.terminate()

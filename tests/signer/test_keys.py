@@ -65,6 +65,7 @@ def test_keystore_round_trip(tmp_path: Path) -> None:
     path.write_text(
         json.dumps(Account.encrypt(acct.key, "correct horse", kdf="pbkdf2", iterations=1000))
     )
+    path.chmod(0o600)
     assert LocalKey.from_keystore(path, "correct horse").address == acct.address
     with pytest.raises(KeyLoadError):
         LocalKey.from_keystore(path, "wrong")

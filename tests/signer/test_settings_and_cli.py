@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -12,20 +13,24 @@ import pytest
 from coincurve import PrivateKey
 from pydantic import ValidationError
 
-from backend.chain.anvil import REPO_ROOT
 from backend.chain.typed_data import _keccak_reference, keccak256
+from devtools.processes import REPO_ROOT
 from signer.audit import read_records
 from signer.keys import AwsKmsKey, LocalKey
-from signer.main import build_service
+from signer.service import SigningService
 from signer.settings import SignerSettings
-from tests.signer.conftest import DEV_SIGNER_KEY, registration
+from tests.signer.conftest import DEV_SIGNER_KEY, ServiceFactory
+from tests.signer.ledger_rows import LedgerRows
 
 
-def test_raw_key_is_refused_on_bsc_mainnet(
-    settings_factory: Callable[..., SignerSettings],
+@pytest.mark.parametrize("chain_id", [56, 97, 1, 204])
+def test_a_raw_key_is_refused_on_every_chain_but_a_local_devnet(
+    settings_factory: Callable[..., SignerSettings], chain_id: int
 ) -> None:
-    with pytest.raises(ValidationError, match="chain 56"):
-        settings_factory(chain_id=56)
+    with pytest.raises(ValidationError, match=f"refused on chain {chain_id}"):
+        settings_factory(chain_id=chain_id)
+    for devnet in (31337, 1337):
+        assert settings_factory(chain_id=devnet).key_backend == "raw"
 
 
 def test_keystore_needs_a_password_and_a_token_is_required(
@@ -60,32 +65,32 @@ def test_bad_configuration_exits_2_without_serving(tmp_path: Path) -> None:
     assert "configuration error" in out.stderr
 
 
-def test_verify_audit_cli(tmp_path: Path, settings_factory: Callable[..., SignerSettings]) -> None:
-    svc = build_service(settings_factory())
-    svc.sign("Registration", registration())
-    svc.audit.close()
-    path = svc.audit.path
-    ok = subprocess.run(
+def verify_audit(path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOOL_SIGNER_")}
+    return subprocess.run(
         [sys.executable, "-m", "signer", "verify-audit", str(path)],
         cwd=REPO_ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+async def test_verify_audit_cli(service: SigningService, ledger: LedgerRows) -> None:
+    msg = await ledger.registration()
+    await service.sign("Registration", msg)
+    await service.aclose()
+    path = service.audit.path
+    ok = verify_audit(path)
     assert ok.returncode == 0 and "1 records, hash chain intact" in ok.stdout
-    path.write_text(path.read_text().replace('"slot":1', '"slot":2'))
-    bad = subprocess.run(
-        [sys.executable, "-m", "signer", "verify-audit", str(path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    path.write_text(path.read_text().replace(f'"slot":"{msg["slot"]}"', '"slot":"2"'))
+    bad = verify_audit(path)
     assert bad.returncode == 1 and "INVALID" in bad.stderr
 
 
 async def test_a_blocking_kms_key_signs_through_the_service(
-    settings_factory: Callable[..., SignerSettings],
+    service_factory: ServiceFactory, ledger: LedgerRows
 ) -> None:
     secret = PrivateKey(bytes.fromhex(DEV_SIGNER_KEY[2:]))
     threads: list[str] = []
@@ -95,11 +100,9 @@ async def test_a_blocking_kms_key_signs_through_the_service(
         return secret.sign(digest, hasher=None)
 
     kms = AwsKmsKey(sign_der, secret.public_key.format(compressed=False))
-    svc = build_service(settings_factory(), key=kms)
-    try:
-        signed = await svc.sign_async("Registration", registration())
-    finally:
-        svc.audit.close()
+    svc = await service_factory(key=kms)
+    signed = await svc.sign("Registration", await ledger.registration())
+    svc.audit.flush()
     local = LocalKey.from_hex(DEV_SIGNER_KEY)
     assert signed.signature == local.sign_digest(signed.digest)
     assert threads and threads[0] != threading.main_thread().name  # off the event loop
