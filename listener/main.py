@@ -7,28 +7,25 @@ import contextlib
 import signal
 
 from sqlalchemy import text
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from backend.core.db import LOCK_LISTENER_LEADER, make_engine, make_sessionmaker
+from backend.core.db import LOCK_LISTENER_LEADER
 from backend.core.logging import configure_logging, log
 from backend.core.settings import Settings, get_settings
+from backend.core.wiring import open_resources
 from listener.sync import ChainSync, DeepReorg
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    engine = make_engine(settings.database_url)
-    sessions = make_sessionmaker(engine)
-    w3 = AsyncWeb3(AsyncHTTPProvider(settings.rpc_url))
-    sync = ChainSync(
-        sessions,
-        w3,
-        settings.chain_id,
-        settings.contract_address,
-        confirmations=settings.confirmations,
-        max_range=settings.listener_batch_blocks,
-    )
-    try:
-        async with engine.connect() as leader:
+    async with open_resources(settings) as res:
+        sync = ChainSync(
+            res.sessions,
+            res.w3,
+            settings.chain_id,
+            settings.contract_address,
+            confirmations=settings.confirmations,
+            max_range=settings.listener_batch_blocks,
+        )
+        async with res.engine.connect() as leader:
             # Session-level lock on a connection held for the process's life: if this process
             # dies, Postgres drops the connection and a standby takes over.
             while not stop.is_set():
@@ -52,8 +49,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 except Exception:
                     log.exception("listener sync failed; retrying")
                 await _sleep(stop, settings.listener_poll_seconds)
-    finally:
-        await engine.dispose()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

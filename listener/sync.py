@@ -17,11 +17,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 
+from backend.chain.events import EventDecoder
 from backend.core.db import unit_of_work
 from backend.core.logging import log
+from backend.ledger.apply import apply_event
 from backend.models import BlockchainSync, ChainEvent
-from listener.dispatch import HANDLERS
-from listener.events import EventDecoder
 
 EVENTS_SETTLED = Counter("autopool_listener_events_total", "Events settled", ["event"])
 LAST_BLOCK = Gauge("autopool_listener_last_block", "Last confirmed block ingested")
@@ -130,10 +130,9 @@ class ChainSync:
             if event_id is None:
                 continue  # already ingested and settled
             event = await session.get(ChainEvent, event_id)
-            assert event is not None
-            handler = HANDLERS.get(name)
-            if handler is not None:
-                await handler(session, event)
+            if event is None:
+                raise RuntimeError(f"chain event {event_id} vanished after its insert")
+            await apply_event(session, event)
             event.processed_at = datetime.now(UTC)
             EVENTS_SETTLED.labels(name).inc()
             log.info("event settled", name=name, block=number, tx=event.tx_hash)

@@ -20,7 +20,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.attributes.get("database_url") or Settings().database_url
+    return config.attributes.get("database_url") or Settings().database_url.get_secret_value()
 
 
 def run_migrations_offline() -> None:

@@ -1,4 +1,5 @@
-"""Load the compiled contract (Hardhat artifacts: ABI, bytecode) that Python deploys."""
+"""Load the compiled contract (Hardhat artifacts: ABI, bytecode) that Python deploys and
+decodes with. `npx hardhat compile` writes them under the checkout's `artifacts/`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from backend.chain.anvil import REPO_ROOT
-
-ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "contracts"
+ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "artifacts" / "contracts"
 
 
 @cache
@@ -18,5 +17,5 @@ def load_artifact(name: str = "AutoPool", source: str | None = None) -> dict[str
     path = ARTIFACTS_DIR / f"{source or name}.sol" / f"{name}.json"
     if not path.exists():
         raise RuntimeError(f"{path} missing: run `npx hardhat compile` first")
-    data: dict[str, Any] = json.loads(Path(path).read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
     return data

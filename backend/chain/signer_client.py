@@ -15,8 +15,6 @@ from typing import Any
 
 import aiohttp
 
-PROBLEM_TYPE_PREFIX = "urn:autopool:problem:signer:"
-
 
 @dataclass(frozen=True)
 class Signature:
@@ -46,11 +44,9 @@ class SignerUnavailable(SignerError):
 
 
 def _rule_of(body: Any, status: int) -> tuple[str, str]:
+    """The refusal's rule: the signer names it in the problem's `rule` member."""
     if isinstance(body, dict):
         rule = body.get("rule")
-        ptype = body.get("type")
-        if not isinstance(rule, str) and isinstance(ptype, str):
-            rule = ptype.removeprefix(PROBLEM_TYPE_PREFIX)
         detail = body.get("detail") or body.get("title") or ""
         if isinstance(rule, str):
             return rule, str(detail)
@@ -128,6 +124,14 @@ class SignerClient:
             )
         except (KeyError, TypeError) as exc:
             raise SignerUnavailable(f"malformed signer answer: {body!r}") from exc
+
+    async def health(self) -> bool:
+        """Whether the signer answers its health check (no token needed)."""
+        try:
+            await self._request("GET", "/health")
+        except SignerError:
+            return False
+        return True
 
     async def address(self) -> str:
         """The signer's checksum address (what the contract's `signer()` must return)."""

@@ -1,9 +1,21 @@
-"""Database engine and sessions. A unit of work gets one session; the caller commits once."""
+"""Database engine, sessions and transactions.
+
+A unit of work is one session and one transaction: it commits when the block returns and rolls
+back when it raises. Services and repositories never commit; the caller that opened the unit of
+work does (a request's dependency, a worker's job, the listener's range).
+
+Work that must only happen once the data is committed (a Dramatiq message, a published event)
+is queued with `after_commit(session, job)` and run after the commit; a rolled-back unit of
+work runs none of it. Queued jobs are nudges, never the record: whatever they trigger can be
+recovered from PostgreSQL if they are lost (a Redis restart, a crash right after the commit).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -13,20 +25,59 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from backend.core.logging import log
 
-def make_engine(url: str, **kwargs: object) -> AsyncEngine:
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
+AfterCommitJob = Callable[[], Awaitable[Any] | Any]
+_AFTER_COMMIT = "after_commit"
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def make_sessionmaker(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of `engine`; `info` is copied into every session's `info` (the process's
+    event publisher, say)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
+
+
+def after_commit(session: AsyncSession, job: AfterCommitJob) -> None:
+    """Run `job` once the session's current transaction has committed; never if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(job)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit now, then run the jobs queued for after the commit. Only the owner of the unit of
+    work calls this (a route that must make a step durable before a slow call, say)."""
+    await session.commit()
+    await _run_after_commit(session)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    jobs: list[AfterCommitJob] = session.info.pop(_AFTER_COMMIT, [])
+    for job in jobs:
+        try:
+            result = job()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # the data is committed; a lost nudge is recovered from the database
+            log.exception("after-commit job failed", job=getattr(job, "__qualname__", repr(job)))
 
 
 @asynccontextmanager
 async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: commits if the block returns, rolls back if it raises."""
-    async with sessions() as session, session.begin():
-        yield session
+    """One transaction: commits (then runs the after-commit jobs) if the block returns, rolls
+    back (and drops them) if it raises."""
+    async with sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            session.info.pop(_AFTER_COMMIT, None)
+            await session.rollback()
+            raise
+        await commit(session)
 
 
 # Advisory-lock keys (pg_advisory_xact_lock); one per thing that must be serial.
@@ -34,10 +85,14 @@ LOCK_LEVEL1_LEASES = 0x4150_0001
 LOCK_LISTENER_LEADER = 0x4150_0002
 LOCK_PAYOUT_BUILD = 0x4150_0003
 
+# Sequences (migration 0001). Values are never handed out twice, even on rollback.
+EIP712_NONCE_SEQ = "eip712_nonce_seq"
+PAYOUT_BATCH_ID_SEQ = "payout_batch_id_seq"
+
 
 async def next_value(session: AsyncSession, sequence: str) -> int:
-    """The next value of a Postgres sequence (never handed out twice, even on rollback)."""
-    value = await session.scalar(text(f"SELECT nextval('{sequence}')"))
+    """The next value of a Postgres sequence."""
+    value = await session.scalar(text("SELECT nextval(CAST(:seq AS regclass))"), {"seq": sequence})
     if value is None:
         raise RuntimeError(f"sequence {sequence} returned nothing")
     return int(value)

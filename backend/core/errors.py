@@ -1,7 +1,9 @@
 """Typed application errors rendered as RFC 9457 problem+json.
 
-Each domain derives its own errors from AppError; `type` is a stable identifier clients may
-switch on, `status` the HTTP status.
+Each domain derives its own errors from `AppError`: `type` is a stable identifier clients may
+switch on (`https://autopool.dev/problems/<type>`), `status` the HTTP status. Errors raised by
+layers that know nothing of HTTP (the signer client, the plan engine) are mapped here once, so
+no error leaves the API as a bare 500.
 """
 
 from __future__ import annotations
@@ -11,10 +13,56 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.chain.errors import ChainError, classify
+from backend.chain.signer_client import SignerRefused, SignerUnavailable
+from backend.core.logging import log
+from backend.plan.errors import NoLeasableSlot, PlanError
+
 PROBLEM_BASE = "https://autopool.dev/problems/"
+_BAD_TEXT = frozenset(
+    {
+        "CharacterNotInRepertoireError",
+        "UntranslatableCharacterError",
+        "NumericValueOutOfRangeError",
+    }
+)
+_RESERVED = frozenset({"type", "title", "status", "detail", "instance", "type_"})
 PROBLEM_JSON = "application/problem+json"
+SIGNER_RETRY_SECONDS = 5
+SLOT_RETRY_SECONDS = 5
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document. `type` is stable: clients switch on it; further members
+    (`retry_after`, `rule`, `errors`, ...) depend on the type."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": text}
+    for status, text in (
+        (400, "Bad request"),
+        (401, "Not signed in, or the token is not valid"),
+        (403, "Signed in, but not allowed"),
+        (404, "Not found"),
+        (409, "The state does not allow it"),
+        (422, "Invalid input"),
+        (429, "Rate limited: see Retry-After"),
+        (502, "The signer refused"),
+        (503, "A dependency is down or not ready: see Retry-After"),
+    )
+}
 
 
 class AppError(Exception):
@@ -41,6 +89,8 @@ class Conflict(AppError):
 
 
 class Unavailable(AppError):
+    """A dependency is down or a resource is not ready yet: retry after `retry_after` s."""
+
     status = 503
     type = "unavailable"
     title = "Temporarily unavailable"
@@ -49,6 +99,7 @@ class Unavailable(AppError):
 def problem(
     status: int, type_: str, title: str, detail: str, instance: str | None = None, **extra: Any
 ) -> JSONResponse:
+    """An RFC 9457 problem document; `retry_after` also becomes the Retry-After header."""
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + type_,
         "title": title,
@@ -62,10 +113,82 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _foreign(exc: Exception) -> tuple[int, str, str, dict[str, Any]]:
+    """(status, type, title, extra) for errors of layers that know nothing of HTTP."""
+    if isinstance(exc, SignerUnavailable):
+        return (
+            503,
+            "signer-unavailable",
+            "The signer is unavailable",
+            {"retry_after": SIGNER_RETRY_SECONDS},
+        )
+    if isinstance(exc, SignerRefused):
+        # The signer's policy refused what the backend asked: not the client's fault, and not
+        # something a retry changes. The rule is named so an operator can find it.
+        return 502, "signer-refused", "The signer refused to sign", {"rule": exc.rule}
+    if isinstance(exc, NoLeasableSlot):
+        return (
+            503,
+            "slot-unavailable",
+            "No level-1 slot can be leased yet",
+            {"retry_after": SLOT_RETRY_SECONDS},
+        )
+    if isinstance(exc, PlanError):
+        return 409, "plan-conflict", "The compensation plan forbids this", {}
+    chain = classify(exc)
+    if chain.retryable:
+        return (
+            503,
+            "chain-unavailable",
+            "The chain node is unavailable",
+            {"retry_after": SIGNER_RETRY_SECONDS},
+        )
+    return (
+        502,
+        "chain-refused",
+        "The chain node refused the request",
+        {"reason": type(chain).__name__},
+    )
+
+
+def _node_errors() -> tuple[type[Exception], ...]:
+    """What talking to a chain node raises besides typed errors: transport and web3 errors."""
+    import aiohttp
+    from web3.exceptions import Web3Exception
+
+    return (aiohttp.ClientError, Web3Exception, TimeoutError, ConnectionError)
+
+
+_NODE_ERRORS = _node_errors()
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        return problem(exc.status, exc.type, exc.title, exc.detail, request.url.path, **exc.extra)
+        extra = {k: v for k, v in exc.extra.items() if k not in _RESERVED}
+        return problem(exc.status, exc.type, exc.title, exc.detail, request.url.path, **extra)
+
+    async def _mapped(request: Request, exc: Exception) -> JSONResponse:
+        status, type_, title, extra = _foreign(exc)
+        log.warning("request refused", type=type_, detail=str(exc), path=request.url.path)
+        return problem(status, type_, title, str(exc), request.url.path, **extra)
+
+    for foreign in (SignerUnavailable, SignerRefused, PlanError, ChainError, *_NODE_ERRORS):
+        app.add_exception_handler(foreign, _mapped)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A value PostgreSQL cannot store (a NUL byte, a number beyond 64 bits) that slipped
+        # past validation is bad input, not a server fault; anything else is re-raised.
+        if type(exc.orig).__name__ in _BAD_TEXT or "invalid byte sequence" in str(exc.orig):
+            return problem(
+                422,
+                "invalid-text",
+                "Invalid text",
+                "text PostgreSQL cannot store",
+                request.url.path,
+            )
+        raise exc
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

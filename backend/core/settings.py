@@ -1,17 +1,21 @@
-"""Settings of the API, the listener and the settlement worker (one class, env prefix AUTOPOOL_)."""
+"""Settings of the API, the listener and the settlement worker (one class, env prefix AUTOPOOL_).
+
+Secrets are `SecretStr`: they never print in a `repr`, a log line or a traceback.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOPOOL_", env_file=".env", extra="ignore")
 
-    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/autopool"
+    # May carry a password: a secret (or leave it out of the URL and use PGPASSFILE).
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/autopool")
     redis_url: str = "redis://127.0.0.1:6379/0"
     rpc_url: str = "http://127.0.0.1:8545"
     chain_id: int = 31337
@@ -23,14 +27,51 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=600, ge=30, le=86_400)
     batch_deadline_seconds: int = Field(default=900, ge=60, le=86_400)
     max_batch_recipients: int = Field(default=200, ge=1, le=1000)
-    # Signer service (issue 5); the backend never holds the backend-signer key.
+    # Signer service; the backend never holds the backend-signer key.
     signer_url: str = "http://127.0.0.1:8701"
-    signer_token: str = ""
+    signer_token: SecretStr = SecretStr("")
     # The settlement sender only pays gas; it cannot move pool funds without a signed batch.
-    settlement_sender_key: str = ""
+    settlement_sender_key: SecretStr = SecretStr("")
     listener_poll_seconds: float = 1.0
     listener_batch_blocks: int = 2_000
+    listener_max_lag_blocks: int = Field(default=20, ge=0)  # beyond the confirmation depth
     log_json: bool = True
+
+    # --- API: sign-in (EIP-4361), tokens, roles, limits, browsers ---------------------------
+    # The dapp's origin as wallets show it in the Sign-In with Ethereum message.
+    siwe_domain: str = "localhost:8000"
+    siwe_uri: str = "http://localhost:8000"
+    siwe_statement: str = "Sign in to Autopool. This signature costs nothing and moves no funds."
+    siwe_nonce_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    siwe_clock_skew_seconds: int = Field(default=120, ge=0, le=900)
+    # HS256 secret for access tokens; empty means a random one per process (tokens then do not
+    # survive a restart nor work across replicas: set it in production).
+    jwt_secret: SecretStr = SecretStr("")
+    access_token_seconds: int = Field(default=600, ge=30, le=86_400)
+    refresh_token_seconds: int = Field(default=14 * 86_400, ge=60)
+    session_max_seconds: int = Field(default=30 * 86_400, ge=60)  # absolute session lifetime
+    refresh_reuse_grace_seconds: int = Field(default=5, ge=0, le=30)
+    # Wallets (comma-separated, any case) holding each staff role; admins may grant more.
+    admin_wallets: str = ""
+    operator_wallets: str = ""
+    auditor_wallets: str = ""
+    cors_origins: str = ""  # comma-separated dapp origins
+    # Rate limits (the `limits` library's notation), per client IP and per signed-in wallet.
+    rate_limit_default: str = "600/minute"
+    rate_limit_auth: str = "30/minute"
+    rate_limit_admin: str = "120/minute"
+    rate_limit_wallet: str = "300/minute"
+    # Lease squatting: unpaid registration leases one client IP may hold at once.
+    max_live_leases_per_ip: int = Field(default=5, ge=1)
+    tree_max_depth: int = Field(default=6, ge=1, le=20)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and len(secret.encode()) < 32:
+            raise ValueError("the JWT secret must be at least 32 bytes (RFC 7518 §3.2)")
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from eth_utils import is_address, is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+from backend.chain.typed_data import parse_address, to_checksum_address
 
 
 def _checksum(value: str) -> str:
-    if not isinstance(value, str) or not value.startswith("0x") or not is_address(value):
-        raise ValueError("not a 0x-prefixed 20-byte hex address")
-    body = value[2:]
-    # Mixed case means the sender claims an EIP-55 checksum: a wrong one is a mistyped address.
-    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
-        raise ValueError("the address's EIP-55 checksum is wrong (mistyped address?)")
-    return str(to_checksum_address(value))
+    # The signer's own address rule: a mixed-case address must carry a valid EIP-55 checksum
+    # (it claims one: a wrong one is a mistyped address); all-lower and all-upper are accepted.
+    return to_checksum_address(parse_address(value, "address"))
 
 
 def _wei(value: object) -> int:
@@ -30,3 +27,17 @@ def _wei(value: object) -> int:
 Wallet = Annotated[str, AfterValidator(_checksum)]
 # Wei travels as a decimal string in JSON: 2^256 does not fit a JavaScript number.
 WeiStr = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str)]
+
+# A name a filter compares with (a status, a reward type, an event name, an audit actor...):
+# letters, digits and a few separators, so no control character ever reaches a query.
+NAME_PATTERN = r"^[A-Za-z0-9_.:\-]*$"
+
+
+def _printable(value: str) -> str:
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value) or "\x7f" in value:
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+# Free text a person wrote (a freeze's reason): printable, no NUL or control characters.
+Text = Annotated[str, AfterValidator(_printable)]

@@ -1,31 +1,60 @@
 """All tables. Import from here so Alembic and every process see the same metadata."""
 
-from backend.models.admin import AuditLog, AuthNonce, PlanVersion, RefreshToken
+from backend.models.admin import AuditLog, AuthNonce, PlanVersion, RefreshToken, RoleGrant
 from backend.models.base import Base
-from backend.models.chain import BlockchainSync, ChainEvent
-from backend.models.ledger import LIABILITY_STATUSES, Retopup, Reward, Transaction
-from backend.models.payouts import PayoutBatch, PayoutLine
-from backend.models.pool import Placement, Pool, PoolNode, SlotLease
-from backend.models.users import User, UserBalance
+from backend.models.chain import Anomaly, BlockchainSync, ChainEvent
+from backend.models.ledger import (
+    LIABILITY_STATUSES,
+    PayloadKind,
+    PayloadStatus,
+    Retopup,
+    Reward,
+    Transaction,
+)
+from backend.models.payouts import BatchStatus, LineStatus, PayoutBatch, PayoutLine
+from backend.models.pool import (
+    LeaseStatus,
+    Placement,
+    PlacementSource,
+    PlacementStatus,
+    Pool,
+    PoolNode,
+    SlotLease,
+)
+from backend.models.users import Freeze, User, UserBalance, UserRole, UserStatus
+from backend.plan.types import RewardStatus
 
 __all__ = [
     "LIABILITY_STATUSES",
+    "Anomaly",
     "AuditLog",
     "AuthNonce",
     "Base",
+    "BatchStatus",
     "BlockchainSync",
     "ChainEvent",
+    "Freeze",
+    "LeaseStatus",
+    "LineStatus",
+    "PayloadKind",
+    "PayloadStatus",
     "PayoutBatch",
     "PayoutLine",
     "Placement",
+    "PlacementSource",
+    "PlacementStatus",
     "PlanVersion",
     "Pool",
     "PoolNode",
     "RefreshToken",
     "Retopup",
     "Reward",
+    "RewardStatus",
+    "RoleGrant",
     "SlotLease",
     "Transaction",
     "User",
     "UserBalance",
+    "UserRole",
+    "UserStatus",
 ]

@@ -26,6 +26,10 @@ class AuthNonce(Base):
 
 
 class RefreshToken(Base):
+    """An opaque refresh token, stored hashed (SHA-256). Each refresh rotates it: the old row
+    gets `rotated_at`, a new row of the same `family` is issued. Presenting a rotated token
+    again (after a few seconds' grace) revokes the whole family: it was stolen or leaked."""
+
     __tablename__ = "refresh_tokens"
 
     id: Mapped[BigPK]
@@ -34,6 +38,23 @@ class RefreshToken(Base):
     family: Mapped[str] = mapped_column(String(64), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The session's absolute end: no rotation extends it.
+    session_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[CreatedAt]
+
+
+class RoleGrant(Base):
+    """A staff role granted to a wallet by an admin (audited), on top of the configured ones."""
+
+    __tablename__ = "role_grants"
+
+    id: Mapped[BigPK]
+    wallet: Mapped[str] = mapped_column(Address, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(Address)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(Address)
     created_at: Mapped[CreatedAt]
 
 
@@ -47,6 +68,9 @@ class PlanVersion(Base):
     plan_hash: Mapped[str] = mapped_column(Hash32, unique=True)
     document: Mapped[dict[str, Any]] = mapped_column(JSONB)
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # New payloads carry this plan from this confirmed block on (None: from publication).
+    effective_block: Mapped[int | None] = mapped_column(BigInteger)
+    published_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[CreatedAt]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect, MetaData, Numeric, String, func
@@ -52,3 +53,9 @@ BigPK = Annotated[int, mapped_column(BigInteger, primary_key=True, autoincrement
 CreatedAt = Annotated[
     datetime, mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 ]
+
+
+def one_of(column: str, values: type[StrEnum]) -> str:
+    """A CHECK clause: `column` holds one of the enum's values."""
+    listed = ",".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({listed})"

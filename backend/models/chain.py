@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,3 +48,23 @@ class BlockchainSync(Base):
     last_block_hash: Mapped[str | None] = mapped_column(Hash32)
     last_block_timestamp: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Anomaly(Base):
+    """A final chain event the ledger did not expect (a payout no batch line matches, a
+    registration whose referrer is unknown, ...), kept with its full log. While any anomaly is
+    unacknowledged, the settlement worker submits nothing; an operator investigates and
+    acknowledges it (audited)."""
+
+    __tablename__ = "anomalies"
+
+    id: Mapped[BigPK]
+    chain_event_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("chain_events.id"), unique=True
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    log: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[CreatedAt]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -19,21 +20,36 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.models.base import Base, BigPK, CreatedAt, Hash32, Wei
+from backend.models.base import Base, BigPK, CreatedAt, Hash32, Wei, one_of
+from backend.plan.types import RewardStatus
 
-REWARD_STATUSES = ("pending", "reserved", "held", "batched", "claimable", "paid", "reinvested")
 # What the pool still owes: must equal the contract balance (DESIGN §4, conservation).
-LIABILITY_STATUSES = ("pending", "reserved", "held", "batched", "claimable")
+LIABILITY_STATUSES: tuple[str, ...] = tuple(RewardStatus.liabilities())
+
+
+class PayloadKind(StrEnum):
+    REGISTER = "register"
+    RETOPUP = "retopup"
+
+
+class PayloadStatus(StrEnum):
+    PENDING = "pending"
+    """Signed (or being signed) for the wallet; not seen on chain yet."""
+    CONFIRMED = "confirmed"
+    """Its event is final on chain."""
+    EXPIRED = "expired"
+    """Its deadline passed on a confirmed block: it can never execute."""
 
 
 class Transaction(Base):
-    """A payload the signer signed for a participant's wallet (register / retopup), keyed by its
-    EIP-712 nonce, and what became of it on chain."""
+    """A payload for a participant's wallet (register / retopup), keyed by its EIP-712 nonce,
+    and what became of it on chain. The row is written (and committed) before the signer is
+    asked, so the signer can check it; `signature` is filled in once the signer answered."""
 
     __tablename__ = "transactions"
     __table_args__ = (
-        CheckConstraint("kind IN ('register','retopup')", name="kind"),
-        CheckConstraint("status IN ('pending','confirmed','expired')", name="status"),
+        CheckConstraint(one_of("kind", PayloadKind), name="kind"),
+        CheckConstraint(one_of("status", PayloadStatus), name="status"),
     )
 
     id: Mapped[BigPK]
@@ -44,10 +60,12 @@ class Transaction(Base):
     deadline: Mapped[int] = mapped_column(BigInteger)
     plan_hash: Mapped[str] = mapped_column(Hash32)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    signature: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    signature: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=PayloadStatus.PENDING)
     tx_hash: Mapped[str | None] = mapped_column(Hash32)
     block_number: Mapped[int | None] = mapped_column(BigInteger)
+    # Who asked for it: unpaid leases are limited per client address (lease squatting).
+    client_ip: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[CreatedAt]
 
 
@@ -72,7 +90,7 @@ class Reward(Base):
     __tablename__ = "rewards"
     __table_args__ = (
         UniqueConstraint("chain_event_id", "line_no", name="uq_rewards_event_line"),
-        CheckConstraint(f"status IN {REWARD_STATUSES!r}", name="status"),
+        CheckConstraint(one_of("status", RewardStatus), name="status"),
         CheckConstraint("amount >= 0", name="amount"),
         Index("ix_rewards_status_user", "status", "user_id"),
         Index("ix_rewards_reserved_node", "level", "earner_slot", "status"),

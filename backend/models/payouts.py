@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -16,19 +17,37 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.models.base import Address, Base, CreatedAt, Hash32, Wei
+from backend.models.base import Address, Base, CreatedAt, Hash32, Wei, one_of
 
-BATCH_STATUSES = ("built", "signed", "submitted", "executed", "expired")
+
+class BatchStatus(StrEnum):
+    """built → signed → submitted → executed; a batch whose deadline passed on a confirmed
+    block without executing is expired (its rewards go back to pending under a new batch)."""
+
+    BUILT = "built"
+    SIGNED = "signed"
+    SUBMITTED = "submitted"
+    EXECUTED = "executed"
+    EXPIRED = "expired"
+
+
+class LineStatus(StrEnum):
+    BATCHED = "batched"
+    PAID = "paid"
+    DEFERRED = "deferred"
+    """The recipient refused the transfer: the amount is claimable from the contract."""
+    RELEASED = "released"
+    """Its batch expired: its rewards went back to pending."""
 
 
 class PayoutBatch(Base):
     """`id` is the on-chain batch id: the contract executes it at most once, ever."""
 
     __tablename__ = "payout_batches"
-    __table_args__ = (CheckConstraint(f"status IN {BATCH_STATUSES!r}", name="status"),)
+    __table_args__ = (CheckConstraint(one_of("status", BatchStatus), name="status"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    status: Mapped[str] = mapped_column(String(16), default="built")
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.BUILT)
     total: Mapped[int] = mapped_column(Wei)
     recipient_count: Mapped[int] = mapped_column(Integer)
     nonce: Mapped[int] = mapped_column(Wei, unique=True)
@@ -52,7 +71,7 @@ class PayoutLine(Base):
     __tablename__ = "payout_lines"
     __table_args__ = (
         UniqueConstraint("batch_id", "user_id", name="uq_payout_lines_batch_user"),
-        CheckConstraint("status IN ('batched','paid','deferred','released')", name="status"),
+        CheckConstraint(one_of("status", LineStatus), name="status"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -61,4 +80,4 @@ class PayoutLine(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     recipient: Mapped[str] = mapped_column(Address)
     amount: Mapped[int] = mapped_column(Wei)
-    status: Mapped[str] = mapped_column(String(16), default="batched")
+    status: Mapped[str] = mapped_column(String(16), default=LineStatus.BATCHED)

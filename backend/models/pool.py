@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -18,7 +19,31 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.models.base import Base, BigPK, CreatedAt, Hash32, Wei
+from backend.models.base import Base, BigPK, CreatedAt, Hash32, Wei, one_of
+
+
+class PlacementStatus(StrEnum):
+    PENDING = "pending"
+    """Leased for a registration that is not confirmed yet."""
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
+    """Its registration's deadline passed on a confirmed block unpaid."""
+
+
+class PlacementSource(StrEnum):
+    REGISTRATION = "registration"
+    PROGRESSION = "progression"
+    """An auto-progression funded from a completed matrix's reserve."""
+
+
+class LeaseStatus(StrEnum):
+    LEASED = "leased"
+    """Held for a signed (or being signed) registration until its deadline."""
+    CONFIRMED = "confirmed"
+    """A registration took the slot."""
+    FREE = "free"
+    """Free below the high-water mark: its last lease lapsed unpaid, or it was passed over
+    while its parent was not confirmed yet. It is leased again before any higher slot."""
 
 
 class Pool(Base):
@@ -60,8 +85,8 @@ class Placement(Base):
 
     __tablename__ = "placements"
     __table_args__ = (
-        CheckConstraint("status IN ('pending','confirmed','expired')", name="status"),
-        CheckConstraint("source IN ('registration','progression')", name="source"),
+        CheckConstraint(one_of("status", PlacementStatus), name="status"),
+        CheckConstraint(one_of("source", PlacementSource), name="source"),
         Index(
             "uq_placements_confirmed_slot",
             "level",
@@ -77,7 +102,7 @@ class Placement(Base):
     slot: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(Wei)
     source: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=PlacementStatus.PENDING)
     plan_hash: Mapped[str] = mapped_column(Hash32)
     transaction_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("transactions.id"))
     chain_event_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("chain_events.id"))
@@ -85,14 +110,15 @@ class Placement(Base):
 
 
 class SlotLease(Base):
-    """One row per level-1 slot ever leased. `leased` holds it for a signed registration until
-    `deadline` (unix seconds, compared with confirmed block time); `free` means its last lease
-    expired unpaid and it is the next to fill; `confirmed` means a registration took it."""
+    """One row per level-1 slot below the pool's high-water mark (`Pool.next_slot`). `leased`
+    holds it for a registration until `deadline` (unix seconds, compared with confirmed block
+    time); `free` rows are the holes that are leased first; `confirmed` means a registration
+    took it. A free row has no user."""
 
     __tablename__ = "slot_leases"
     __table_args__ = (
         UniqueConstraint("level", "slot", name="uq_slot_leases_level_slot"),
-        CheckConstraint("status IN ('leased','confirmed','free')", name="status"),
+        CheckConstraint(one_of("status", LeaseStatus), name="status"),
         # A participant holds at most one live lease.
         Index(
             "uq_slot_leases_leased_user",
@@ -106,10 +132,10 @@ class SlotLease(Base):
     id: Mapped[BigPK]
     level: Mapped[int] = mapped_column(Integer, default=1)
     slot: Mapped[int] = mapped_column(BigInteger)
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     referrer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     transaction_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("transactions.id"))
     deadline: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), default="leased")
+    status: Mapped[str] = mapped_column(String(16), default=LeaseStatus.LEASED)
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,20 +1,22 @@
+"""Errors of the payouts domain (problem `type`s are stable: clients switch on them)."""
+
 from backend.core.errors import AppError, Conflict, NotFound
 
 
 class PayoutError(AppError):
-    pass
+    """Base of the payouts domain's errors."""
 
 
-class BatchNotFound(NotFound):
+class BatchNotFound(PayoutError, NotFound):
     type = "batch-not-found"
     title = "Payout batch not found"
 
 
-class BatchWrongState(Conflict):
+class BatchWrongState(PayoutError, Conflict):
     type = "batch-wrong-state"
     title = "The batch is not in a state that allows this"
 
 
-class NothingToPay(Conflict):
+class NothingToPay(PayoutError, Conflict):
     type = "nothing-to-pay"
     title = "No pending rewards to batch"

@@ -60,6 +60,19 @@ class RewardStatus(StrEnum):
     REINVESTED = "reinvested"
     """A reserved row consumed to fund an auto-progression (no longer a liability: its amount
     reappears as the next level's placement lines plus the excess line)."""
+    # The engine never produces the statuses below; the payout path moves rows into them.
+    BATCHED = "batched"
+    """In a payout batch that has not executed on chain yet."""
+    CLAIMABLE = "claimable"
+    """Its payout was deferred on chain (the recipient refused the transfer): the recipient
+    claims it from the contract."""
+    PAID = "paid"
+    """Paid on chain (a `PayoutExecuted`, or a `Claimed` of a deferred payout)."""
+
+    @classmethod
+    def liabilities(cls) -> tuple[RewardStatus, ...]:
+        """What the pool still owes: their sum equals the contract's balance (DESIGN §4)."""
+        return (cls.PENDING, cls.HELD, cls.RESERVED, cls.BATCHED, cls.CLAIMABLE)
 
 
 class CompanyReason(StrEnum):

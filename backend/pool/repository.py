@@ -1,42 +1,58 @@
-"""Queries for level trees, nodes and level-1 slot leases. Every query is indexed and touches
-O(1) rows: nothing here walks or loads a tree."""
+"""Queries for level trees, nodes, placements and level-1 slot leases. Every query is indexed
+and touches O(1) rows (or the few rows of one lease step): nothing here walks or loads a tree."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from backend.models import BlockchainSync, Pool, PoolNode, SlotLease
-
-
-async def confirmed_block_time(session: AsyncSession) -> int:
-    """Timestamp of the newest block the listener has confirmed (0 before the first)."""
-    value = await session.scalar(select(func.max(BlockchainSync.last_block_timestamp)))
-    return int(value or 0)
+from backend.models import (
+    LeaseStatus,
+    Placement,
+    PlacementSource,
+    PlacementStatus,
+    Pool,
+    PoolNode,
+    SlotLease,
+    User,
+)
 
 
 async def pool_for_update(session: AsyncSession, level: int) -> Pool | None:
     return await session.scalar(select(Pool).where(Pool.level == level).with_for_update())
 
 
-async def lowest_reusable_lease(session: AsyncSession, confirmed_time: int) -> SlotLease | None:
-    """The lowest level-1 slot whose lease lapsed: freed already, or leased with a deadline a
-    confirmed block has passed (its payload can never execute any more)."""
+async def lowest_hole(session: AsyncSession, now: int) -> SlotLease | None:
+    """The lowest level-1 slot below the high-water mark that is free (its lease lapsed, or it
+    was passed over) and whose parent is confirmed, locked. A lease lapses when a confirmed
+    block is past its deadline: its payload can never execute any more."""
+    parent = aliased(PoolNode)
     return await session.scalar(
         select(SlotLease)
+        .join(parent, and_(parent.level == 1, parent.slot == (SlotLease.slot - 1) // 2))
         .where(
             SlotLease.level == 1,
             or_(
-                SlotLease.status == "free",
-                (SlotLease.status == "leased") & (SlotLease.deadline < confirmed_time),
+                SlotLease.status == LeaseStatus.FREE,
+                (SlotLease.status == LeaseStatus.LEASED) & (SlotLease.deadline < now),
             ),
         )
         .order_by(SlotLease.slot)
         .limit(1)
-        .with_for_update()
+        .with_for_update(of=SlotLease)
     )
+
+
+async def confirmed_slots(session: AsyncSession, level: int, first: int, last: int) -> set[int]:
+    """The slots in [first, last] of `level` that hold a confirmed node."""
+    rows = await session.scalars(
+        select(PoolNode.slot).where(PoolNode.level == level, PoolNode.slot.between(first, last))
+    )
+    return set(rows)
 
 
 async def lease_of_slot(session: AsyncSession, level: int, slot: int) -> SlotLease | None:
@@ -48,16 +64,38 @@ async def lease_of_slot(session: AsyncSession, level: int, slot: int) -> SlotLea
 async def live_lease_of_user(session: AsyncSession, user_id: int) -> SlotLease | None:
     return await session.scalar(
         select(SlotLease)
-        .where(SlotLease.user_id == user_id, SlotLease.status == "leased")
+        .where(SlotLease.user_id == user_id, SlotLease.status == LeaseStatus.LEASED)
         .with_for_update()
     )
 
 
-async def node_exists(session: AsyncSession, level: int, slot: int) -> bool:
-    found = await session.scalar(
-        select(PoolNode.id).where(PoolNode.level == level, PoolNode.slot == slot)
+def add_lease(
+    session: AsyncSession,
+    level: int,
+    slot: int,
+    status: LeaseStatus,
+    *,
+    user_id: int | None = None,
+    referrer_id: int | None = None,
+    transaction_id: int | None = None,
+    deadline: int = 0,
+) -> None:
+    session.add(
+        SlotLease(
+            level=level,
+            slot=slot,
+            user_id=user_id,
+            referrer_id=referrer_id,
+            transaction_id=transaction_id,
+            deadline=deadline,
+            status=status,
+        )
     )
-    return found is not None
+
+
+def add_free_slots(session: AsyncSession, level: int, slots: Iterable[int]) -> None:
+    for slot in slots:
+        add_lease(session, level, slot, LeaseStatus.FREE)
 
 
 async def nodes_at(session: AsyncSession, level: int, slots: Iterable[int]) -> dict[int, PoolNode]:
@@ -69,3 +107,142 @@ async def nodes_at(session: AsyncSession, level: int, slots: Iterable[int]) -> d
         select(PoolNode).where(PoolNode.level == level, PoolNode.slot.in_(wanted)).with_for_update()
     )
     return {n.slot: n for n in rows}
+
+
+async def count_node(session: AsyncSession, level: int) -> None:
+    await session.execute(
+        update(Pool).where(Pool.level == level).values(node_count=Pool.node_count + 1)
+    )
+
+
+async def placement_of_payload(session: AsyncSession, transaction_id: int) -> Placement | None:
+    """The placement a registration payload leased, locked."""
+    return await session.scalar(
+        select(Placement).where(Placement.transaction_id == transaction_id).with_for_update()
+    )
+
+
+async def expire_placement_of_payload(session: AsyncSession, transaction_id: int) -> None:
+    await session.execute(
+        update(Placement)
+        .where(
+            Placement.transaction_id == transaction_id,
+            Placement.status == PlacementStatus.PENDING,
+        )
+        .values(status=PlacementStatus.EXPIRED)
+    )
+
+
+async def ensure_level(session: AsyncSession, level: int, price: int, root_owner: int) -> None:
+    """The level's pool and its root node (slot 0), created once."""
+    await session.execute(
+        insert(Pool)
+        .values(level=level, price=price, next_slot=1, node_count=1)
+        .on_conflict_do_nothing()
+    )
+    await session.execute(
+        insert(PoolNode)
+        .values(level=level, slot=0, user_id=root_owner, filled=0, reserved=0, completed=False)
+        .on_conflict_do_nothing()
+    )
+
+
+async def nodes_of_user(session: AsyncSession, user_id: int) -> list[PoolNode]:
+    return list(
+        await session.scalars(
+            select(PoolNode).where(PoolNode.user_id == user_id).order_by(PoolNode.level)
+        )
+    )
+
+
+async def node_at(session: AsyncSession, level: int, slot: int) -> PoolNode | None:
+    return await session.scalar(
+        select(PoolNode).where(PoolNode.level == level, PoolNode.slot == slot)
+    )
+
+
+async def nodes_in(
+    session: AsyncSession, level: int, slots: Iterable[int]
+) -> list[tuple[int, str, int, bool]]:
+    """(slot, owner wallet, filled, completed) of the confirmed nodes among `slots`."""
+    wanted = list(slots)
+    if not wanted:
+        return []
+    rows = await session.execute(
+        select(PoolNode.slot, User.wallet, PoolNode.filled, PoolNode.completed)
+        .join(User, User.id == PoolNode.user_id)
+        .where(PoolNode.level == level, PoolNode.slot.in_(wanted))
+        .order_by(PoolNode.slot)
+    )
+    return [(int(s), str(w), int(f), bool(c)) for s, w, f, c in rows.all()]
+
+
+async def nodes_page(
+    session: AsyncSession, level: int, after_slot: int | None, limit: int
+) -> list[tuple[int, str, int, bool]]:
+    query = (
+        select(PoolNode.slot, User.wallet, PoolNode.filled, PoolNode.completed)
+        .join(User, User.id == PoolNode.user_id)
+        .where(PoolNode.level == level)
+        .order_by(PoolNode.slot)
+        .limit(limit)
+    )
+    if after_slot is not None:
+        query = query.where(PoolNode.slot > after_slot)
+    return [
+        (int(s), str(w), int(f), bool(c)) for s, w, f, c in (await session.execute(query)).all()
+    ]
+
+
+async def pools(session: AsyncSession) -> list[Pool]:
+    return list(await session.scalars(select(Pool).order_by(Pool.level)))
+
+
+async def completed_counts(session: AsyncSession) -> dict[int, int]:
+    rows = await session.execute(
+        select(PoolNode.level, func.count()).where(PoolNode.completed).group_by(PoolNode.level)
+    )
+    return {int(level): int(n) for level, n in rows.all()}
+
+
+async def progression_counts(session: AsyncSession) -> dict[int, int]:
+    rows = await session.execute(
+        select(Placement.level, func.count())
+        .where(Placement.source == PlacementSource.PROGRESSION)
+        .group_by(Placement.level)
+    )
+    return {int(level): int(n) for level, n in rows.all()}
+
+
+async def lowest_open_slot(session: AsyncSession, level: int) -> int | None:
+    """The lowest slot below the high-water mark that holds no confirmed node (level 1:
+    leased or free), or None when every slot below the mark is confirmed."""
+    if level != 1:
+        return None
+    return await session.scalar(
+        select(func.min(SlotLease.slot)).where(
+            SlotLease.level == 1, SlotLease.status != LeaseStatus.CONFIRMED
+        )
+    )
+
+
+async def queue(
+    session: AsyncSession, level: int, from_slot: int, limit: int
+) -> list[tuple[int, str, int]]:
+    """Nodes from `from_slot` on with at least one free child slot, breadth-first:
+    (slot, owner wallet, free children)."""
+    child = aliased(PoolNode)
+    children = (
+        select(func.count())
+        .select_from(child)
+        .where(child.level == level, child.slot.in_([2 * PoolNode.slot + 1, 2 * PoolNode.slot + 2]))
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(PoolNode.slot, User.wallet, 2 - children)
+        .join(User, User.id == PoolNode.user_id)
+        .where(PoolNode.level == level, PoolNode.slot >= from_slot, children < 2)
+        .order_by(PoolNode.slot)
+        .limit(limit)
+    )
+    return [(int(s), str(w), int(free)) for s, w, free in rows.all()]

@@ -1,9 +1,10 @@
+"""HTTP routes of the treasury domain."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.core.db import unit_of_work
-from backend.core.deps import Ctx
+from backend.core.deps import ResourcesDep, Session
 from backend.treasury import service
 from backend.treasury.schemas import TreasurySummary
 
@@ -11,8 +12,7 @@ router = APIRouter(tags=["treasury"])
 
 
 @router.get("/treasury/summary", response_model=TreasurySummary)
-async def treasury_summary(ctx: Ctx) -> TreasurySummary:
+async def treasury_summary(session: Session, res: ResourcesDep) -> TreasurySummary:
     """Contract balance beside confirmed inflows − outflows and the ledger's liabilities,
     with any difference in wei."""
-    async with unit_of_work(ctx.sessions) as session:
-        return await service.summary(session, ctx.w3, ctx.settings.contract_address)
+    return await service.summary(session, res.w3, res.settings.contract_address)

@@ -5,41 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from web3 import AsyncWeb3
 
-from backend.models import LIABILITY_STATUSES, BlockchainSync, ChainEvent, Reward
+from backend.monitoring import service as monitoring
+from backend.rewards import service as rewards
+from backend.treasury import repository as repo
 from backend.treasury.schemas import Liabilities, TreasurySummary
-
-INFLOW_EVENTS = ("RegistrationAccepted", "RetopupCompleted")
-OUTFLOW_EVENTS = ("PayoutExecuted", "Claimed")
-
-
-async def _event_sum(session: AsyncSession, names: tuple[str, ...]) -> int:
-    total = await session.scalar(
-        select(
-            func.coalesce(func.sum(ChainEvent.args["amount"].astext.cast(Reward.amount.type)), 0)
-        ).where(ChainEvent.name.in_(names))
-    )
-    return int(total or 0)
 
 
 async def summary(session: AsyncSession, w3: AsyncWeb3[Any], contract: str) -> TreasurySummary:
-    block = await session.scalar(select(func.max(BlockchainSync.last_block)))
-    block = int(block) if block is not None else 0
-    rows = (
-        await session.execute(
-            select(Reward.status, func.sum(Reward.amount))
-            .where(Reward.status.in_(LIABILITY_STATUSES))
-            .group_by(Reward.status)
-        )
-    ).all()
-    by_status = {status: int(total) for status, total in rows}
-    owed = {s: by_status.get(s, 0) for s in LIABILITY_STATUSES}
+    block, _ = await monitoring.confirmed_block(session)
+    block = max(block, 0)
+    owed = await rewards.liabilities(session)
     total = sum(owed.values())
-    inflows = await _event_sum(session, INFLOW_EVENTS)
-    outflows = await _event_sum(session, OUTFLOW_EVENTS)
+    inflows = await repo.event_sum(session, repo.INFLOW_EVENTS)
+    outflows = await repo.event_sum(session, repo.OUTFLOW_EVENTS)
     # The balance at the block the ledger has reached, so both sides describe the same moment.
     balance = int(await w3.eth.get_balance(AsyncWeb3.to_checksum_address(contract), block))
     chain_diff = balance - (inflows - outflows)

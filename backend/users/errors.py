@@ -1,6 +1,6 @@
 """Registration and participant errors (problem `type`s are stable: clients switch on them)."""
 
-from backend.core.errors import AppError, Conflict, Unavailable
+from backend.core.errors import AppError, Conflict
 
 
 class UserError(AppError):
@@ -44,12 +44,30 @@ class RegistrationPending(Conflict):
     title = "A registration for this wallet is already pending"
 
 
-class SlotUnavailable(Unavailable):
-    type = "slot-unavailable"
-    title = "No level-1 slot can be leased yet"
+class TooManyUnpaidLeases(AppError):
+    status = 429
+    type = "too-many-unpaid-leases"
+    title = "Too many unpaid registrations from this address"
+
+
+class NotYourData(AppError):
+    status = 403
+    type = "not-your-data"
+    title = "A participant reads and acts on its own data only"
 
 
 class UserNotFound(AppError):
     status = 404
     type = "user-not-found"
-    title = "User not found"
+    title = "No such participant"
+
+
+class NotAParticipant(AppError):
+    status = 409
+    type = "not-a-participant"
+    title = "The wallet has no confirmed registration"
+
+
+class RetopupPending(Conflict):
+    type = "retopup-pending"
+    title = "A retopup for this participant is already pending"

@@ -1,12 +1,24 @@
-"""Queries for participants."""
+"""Queries for participants and the payloads signed for their wallets."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
+from collections.abc import Iterable
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import User, UserBalance
+from backend.models import (
+    Freeze,
+    PayloadKind,
+    PayloadStatus,
+    Retopup,
+    Transaction,
+    User,
+    UserBalance,
+    UserRole,
+    UserStatus,
+)
 
 
 async def by_wallet(session: AsyncSession, wallet: str, *, lock: bool = False) -> User | None:
@@ -20,24 +32,178 @@ async def by_id(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
+async def by_ids(session: AsyncSession, ids: Iterable[int]) -> list[User]:
+    wanted = set(ids)
+    if not wanted:
+        return []
+    return list(await session.scalars(select(User).where(User.id.in_(wanted))))
+
+
+async def company_id(session: AsyncSession) -> int | None:
+    cid = await session.scalar(select(User.id).where(User.role == UserRole.COMPANY))
+    return None if cid is None else int(cid)
+
+
 async def create_pending(session: AsyncSession, wallet: str, referrer_id: int | None) -> User:
-    user = User(wallet=wallet, referrer_id=referrer_id, status="pending")
+    user = User(wallet=wallet, referrer_id=referrer_id, status=UserStatus.PENDING)
     session.add(user)
     await session.flush()
     session.add(UserBalance(user_id=user.id))
     return user
 
 
-async def ensure_user(session: AsyncSession, wallet: str, role: str = "user") -> User:
-    """The user with `wallet`, created (pending) if unknown; safe under concurrency."""
+async def ensure_user(session: AsyncSession, wallet: str, role: str = UserRole.USER) -> User:
+    """The user with `wallet`, created (pending) if unknown, locked; safe under concurrency."""
     await session.execute(
-        insert(User).values(wallet=wallet, status="pending", role=role).on_conflict_do_nothing()
+        insert(User)
+        .values(wallet=wallet, status=UserStatus.PENDING, role=role)
+        .on_conflict_do_nothing()
     )
     user = await by_wallet(session, wallet, lock=True)
-    assert user is not None
+    if user is None:
+        raise RuntimeError(f"user {wallet} vanished after its insert")
     await session.execute(insert(UserBalance).values(user_id=user.id).on_conflict_do_nothing())
     return user
 
 
-async def set_referrer(session: AsyncSession, user_id: int, referrer_id: int) -> None:
-    await session.execute(update(User).where(User.id == user_id).values(referrer_id=referrer_id))
+async def payload_by_id(session: AsyncSession, payload_id: int) -> Transaction | None:
+    return await session.get(Transaction, payload_id)
+
+
+async def payload_by_nonce(session: AsyncSession, nonce: int) -> Transaction | None:
+    return await session.scalar(
+        select(Transaction).where(Transaction.nonce == nonce).with_for_update()
+    )
+
+
+async def store_signature(session: AsyncSession, payload_id: int, signature: str) -> None:
+    """Record the signer's signature once (signing is deterministic: a retry gets the same)."""
+    await session.execute(
+        update(Transaction)
+        .where(Transaction.id == payload_id, Transaction.signature.is_(None))
+        .values(signature=signature)
+    )
+
+
+async def expire_payload(session: AsyncSession, payload_id: int) -> None:
+    await session.execute(
+        update(Transaction)
+        .where(Transaction.id == payload_id, Transaction.status == PayloadStatus.PENDING)
+        .values(status=PayloadStatus.EXPIRED)
+    )
+
+
+async def live_payloads_from(session: AsyncSession, client_ip: str, confirmed_time: int) -> int:
+    """Registration payloads asked from `client_ip` that are unpaid and may still execute."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Transaction)
+        .where(
+            Transaction.client_ip == client_ip,
+            Transaction.kind == PayloadKind.REGISTER,
+            Transaction.status == PayloadStatus.PENDING,
+            Transaction.deadline >= confirmed_time,
+        )
+    )
+    return int(count or 0)
+
+
+async def live_retopup(
+    session: AsyncSession, user_id: int, confirmed_time: int
+) -> Transaction | None:
+    """The user's retopup payload that may still execute, if any."""
+    return await session.scalar(
+        select(Transaction)
+        .where(
+            Transaction.user_id == user_id,
+            Transaction.kind == PayloadKind.RETOPUP,
+            Transaction.status == PayloadStatus.PENDING,
+            Transaction.deadline >= confirmed_time,
+        )
+        .order_by(Transaction.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+
+
+async def referrals(
+    session: AsyncSession, user_id: int, after_id: int | None, limit: int
+) -> list[User]:
+    query = select(User).where(User.referrer_id == user_id).order_by(User.id).limit(limit)
+    if after_id is not None:
+        query = query.where(User.id > after_id)
+    return list(await session.scalars(query))
+
+
+async def referral_counts(session: AsyncSession, user_id: int) -> tuple[int, int]:
+    """(direct referrals, of which active)."""
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(User.status == UserStatus.ACTIVE),
+            ).where(User.referrer_id == user_id)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def children_of(session: AsyncSession, parent_ids: list[int], limit: int) -> list[User]:
+    """Direct referrals of any of `parent_ids` (one breadth-first layer), at most `limit`."""
+    if not parent_ids:
+        return []
+    return list(
+        await session.scalars(
+            select(User).where(User.referrer_id.in_(parent_ids)).order_by(User.id).limit(limit)
+        )
+    )
+
+
+async def retopups_history(
+    session: AsyncSession, user_id: int, *, before_id: int | None, limit: int
+) -> list[Retopup]:
+    query = (
+        select(Retopup).where(Retopup.user_id == user_id).order_by(Retopup.id.desc()).limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(Retopup.id < before_id)
+    return list(await session.scalars(query))
+
+
+async def payloads_history(
+    session: AsyncSession, user_id: int, *, before_id: int | None, limit: int, status: str | None
+) -> list[Transaction]:
+    query = (
+        select(Transaction)
+        .where(Transaction.user_id == user_id)
+        .order_by(Transaction.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(Transaction.id < before_id)
+    if status:
+        query = query.where(Transaction.status == status)
+    return list(await session.scalars(query))
+
+
+async def frozen_at(session: AsyncSession, ids: list[int], block: int) -> dict[int, bool]:
+    """For the users among `ids` with any freeze decision: frozen or not at `block` (the
+    latest decision effective at or before it). Users absent from the result were never
+    frozen by then."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Freeze.user_id, Freeze.frozen)
+        .where(Freeze.user_id.in_(ids), Freeze.effective_block <= block)
+        .order_by(Freeze.user_id, Freeze.effective_block.desc(), Freeze.id.desc())
+        .ext(distinct_on(Freeze.user_id))
+    )
+    return {int(u): bool(f) for u, f in rows.all()}
+
+
+async def add_freeze(
+    session: AsyncSession, user_id: int, frozen: bool, block: int, actor: str, reason: str | None
+) -> None:
+    session.add(
+        Freeze(user_id=user_id, frozen=frozen, effective_block=block, actor=actor, reason=reason)
+    )

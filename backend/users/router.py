@@ -1,20 +1,133 @@
-"""HTTP routes of the users domain."""
+"""HTTP routes of the users domain. A participant reads and acts on its own data only;
+auditors, operators and admins read anyone's."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
 
-from backend.core.db import unit_of_work
-from backend.core.deps import Ctx
+from fastapi import APIRouter, Path, Query, Request
+
+from backend.core.db import commit
+from backend.core.deps import CurrentUser, ResourcesDep, Session, client_ip
+from backend.core.security import Forbidden, Principal
+from backend.core.types import NAME_PATTERN
 from backend.users import service
-from backend.users.schemas import RegisterIn, RegistrationOut
+from backend.users.errors import NotYourData
+from backend.users.schemas import (
+    ConfirmIn,
+    ConfirmOut,
+    HistoryPage,
+    MeOut,
+    ReferralPage,
+    RegisterIn,
+    RegistrationOut,
+    RetopupOut,
+    TreeOut,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
 
+UserId = Annotated[int, Path(ge=1, le=2**62)]
+Cursor = Annotated[int | None, Query(ge=0, le=2**62)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+def _readable(principal: Principal, user_id: int) -> None:
+    if not principal.may_read(user_id):
+        raise NotYourData(f"participant {principal.user_id} cannot read participant {user_id}")
+
+
+@router.get("/me", response_model=MeOut)
+async def me(session: Session, principal: CurrentUser) -> MeOut:
+    """The signed-in participant: status, balances by type and status, referral counts, pool
+    positions and any registration awaiting payment. Every figure comes from the ledger."""
+    return await service.me(session, principal)
+
 
 @router.post("/register", response_model=RegistrationOut)
-async def register(body: RegisterIn, ctx: Ctx) -> RegistrationOut:
-    """Lease the lowest free level-1 slot and return the signed registration for the wallet
-    to send. Retrying while the lease is live returns the same payload."""
-    async with unit_of_work(ctx.sessions) as session:
-        return await service.register(ctx, session, body.wallet, body.referrer)
+async def register(
+    body: RegisterIn, request: Request, session: Session, res: ResourcesDep, principal: CurrentUser
+) -> RegistrationOut:
+    """Lease the lowest free level-1 slot for the signed-in wallet and return the signed
+    registration for it to send. Retrying while the lease is live returns the same payload."""
+    if body.wallet is not None and body.wallet != principal.wallet:
+        raise Forbidden("a wallet registers itself: `wallet` must be the signed-in wallet")
+    pending = await service.reserve_registration(
+        session, res, principal.wallet, body.referrer, client_ip=client_ip(request)
+    )
+    if pending.signature is None:
+        # The lease is made durable (and the lease lock released) before the signer is asked:
+        # registrations do not queue behind each other's signer round trip, and the signer
+        # can check the lease it signs for.
+        await commit(session)
+        pending = await service.sign_payload(session, res.signer, pending)
+    return service.registration_out(res, pending)
+
+
+@router.post("/register/confirm", response_model=ConfirmOut)
+async def register_confirm(
+    body: ConfirmIn, session: Session, res: ResourcesDep, principal: CurrentUser
+) -> ConfirmOut:
+    """What the chain says of the wallet's registration transaction (pending, included, final,
+    reverted). It writes nothing: the listener writes the ledger from final blocks."""
+    return await service.confirm_registration_tx(session, res, principal.wallet, body.txHash)
+
+
+@router.post("/{user_id}/retopup", response_model=RetopupOut)
+async def retopup(
+    user_id: UserId, session: Session, res: ResourcesDep, principal: CurrentUser
+) -> RetopupOut:
+    """The signed retopup payload for the participant to send (its own only)."""
+    if user_id != principal.user_id:
+        raise NotYourData("a participant retops up for itself only")
+    pending = await service.reserve_retopup(session, res, user_id)
+    if pending.signature is None:
+        await commit(session)  # the payload row is durable before the signer checks it
+        pending = await service.sign_payload(session, res.signer, pending)
+    return service.retopup_out(res, pending)
+
+
+@router.get("/{user_id}/referrals", response_model=ReferralPage)
+async def referrals(
+    user_id: UserId,
+    session: Session,
+    principal: CurrentUser,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> ReferralPage:
+    """Direct referrals, oldest first; `cursor` is the last id of the previous page."""
+    _readable(principal, user_id)
+    return await service.referrals_page(session, user_id, cursor, limit)
+
+
+@router.get("/{user_id}/tree", response_model=TreeOut)
+async def tree(
+    user_id: UserId,
+    session: Session,
+    res: ResourcesDep,
+    principal: CurrentUser,
+    depth: Annotated[int, Query(ge=1, le=20)] = 3,
+) -> TreeOut:
+    """The referral tree and the level-1 pool subtree, `depth` layers down (at most the
+    configured maximum)."""
+    _readable(principal, user_id)
+    return await service.tree(session, user_id, min(depth, res.settings.tree_max_depth))
+
+
+@router.get("/{user_id}/history", response_model=HistoryPage)
+async def history(
+    user_id: UserId,
+    session: Session,
+    principal: CurrentUser,
+    kind: Literal["reward", "retopup", "transaction"] = "reward",
+    status: Annotated[str | None, Query(max_length=16, pattern=NAME_PATTERN)] = None,
+    type: Annotated[str | None, Query(max_length=24, pattern=NAME_PATTERN)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> HistoryPage:
+    """Rewards (filter by status and type), retopups or signed payloads, newest first;
+    `cursor` is the last id of the previous page."""
+    _readable(principal, user_id)
+    return await service.history(
+        session, user_id, kind=kind, cursor=cursor, limit=limit, status=status, reward_type=type
+    )

@@ -12,11 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 
-from backend.chain.wallet import send_as_wallet
 from backend.core.settings import Settings, get_settings
 from backend.models import LIABILITY_STATUSES, PayoutBatch, PoolNode, Reward, User
+from devtools import dapp
+from devtools.wallet import send_as_wallet
 from listener.sync import ChainSync
-from tests.fixtures.services import Deployment, new_wallet
+from tests.fixtures.services import Deployment, new_wallet, settings_env
 from tests.fixtures.wallets import gas_cost, mine
 
 ENTRY = 20 * 10**18
@@ -46,8 +47,8 @@ async def liabilities(sessions: async_sessionmaker[AsyncSession]) -> int:
 
 def run_settlement_worker(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Enqueue `settle_pending` on Redis and let a real Dramatiq worker run it."""
-    for name, value in settings.model_dump().items():
-        monkeypatch.setenv(f"AUTOPOOL_{name.upper()}", str(value))
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     from backend.payouts.tasks import settle_pending
 
@@ -83,15 +84,14 @@ async def test_seven_sponsored_registrations_settle_and_pay_out_to_the_wei(
 
     sponsor = company.address
     for expected_slot, acct in enumerate(wallets, start=1):
-        r = await api.post("/users/register", json={"wallet": acct.address, "referrer": sponsor})
+        tokens = await dapp.sign_in(api, acct)
+        r = await dapp.register(api, acct, sponsor, tokens)
         assert r.status_code == 200, r.text
         body = r.json()
         assert int(body["payload"]["slot"]) == expected_slot
         assert int(body["tx"]["value"]) == ENTRY
         # A wallet retrying the request gets the same signed payload, not a second slot.
-        again = await api.post(
-            "/users/register", json={"wallet": acct.address, "referrer": sponsor}
-        )
+        again = await dapp.register(api, acct, sponsor, tokens)
         assert again.json()["signature"] == body["signature"]
 
         receipt = send_as_wallet(w3, acct, body["tx"])

@@ -10,7 +10,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
-from backend.chain.wallet import send_as_wallet
+from devtools import dapp
+from devtools.wallet import send_as_wallet
 from listener.sync import ChainSync
 from tests.fixtures.flows import register_and_confirm, request_registration
 from tests.fixtures.services import new_wallet
@@ -20,13 +21,11 @@ from tests.fixtures.wallets import mine
 async def test_children_wait_for_their_parent_slot_to_be_confirmed(
     api: httpx.AsyncClient, w3: Web3, chain_sync: ChainSync, company: LocalAccount
 ) -> None:
-    first = await request_registration(api, new_wallet(w3).address, company.address)
-    second = await request_registration(api, new_wallet(w3).address, company.address)
+    first = await request_registration(api, new_wallet(w3), company.address)
+    second = await request_registration(api, new_wallet(w3), company.address)
     assert [int(first["payload"]["slot"]), int(second["payload"]["slot"])] == [1, 2]
     # Slot 3's parent (slot 1) is leased but not confirmed: no slot can be leased yet.
-    r = await api.post(
-        "/users/register", json={"wallet": new_wallet(w3).address, "referrer": company.address}
-    )
+    r = await dapp.register(api, new_wallet(w3), company.address)
     assert r.status_code == 503
     assert r.json()["type"].endswith("/slot-unavailable")
     assert int(r.headers["retry-after"]) > 0
@@ -39,7 +38,7 @@ async def test_a_lapsed_lease_is_the_next_slot_and_its_payload_is_dead(
     company: LocalAccount,
 ) -> None:
     slow, fast = new_wallet(w3), new_wallet(w3)
-    stale = await request_registration(api, slow.address, company.address)
+    stale = await request_registration(api, slow, company.address)
     assert int(stale["payload"]["slot"]) == 1
     await register_and_confirm(api, w3, chain_sync, fast, company.address)  # takes slot 2
 
@@ -58,6 +57,6 @@ async def test_a_lapsed_lease_is_the_next_slot_and_its_payload_is_dead(
         send_as_wallet(w3, slow, stale["tx"])  # deadline passed: the contract refuses it
 
     # The slow wallet can register again and gets a fresh lease on the lowest free slot.
-    again = await request_registration(api, slow.address, company.address)
+    again = await request_registration(api, slow, company.address)
     assert int(again["payload"]["slot"]) == 3
     assert again["signature"] != stale["signature"]

@@ -3,45 +3,62 @@ nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.core.db import unit_of_work
 from backend.core.errors import PROBLEM_BASE
 from backend.models import User, UserBalance
+from devtools.dapp import bearer, sign_in
 from tests.fixtures.db import row_counts
 
 
 async def add_user(
     sessions: async_sessionmaker[AsyncSession], *, status: str = "active", frozen: bool = False
-) -> str:
-    wallet = Account.create().address
+) -> LocalAccount:
+    acct: LocalAccount = Account.create()
     async with unit_of_work(sessions) as s:
-        user = User(wallet=wallet, status=status, is_frozen=frozen)
+        user = User(wallet=acct.address, status=status, is_frozen=frozen)
         s.add(user)
         await s.flush()
         s.add(UserBalance(user_id=user.id))
-    return wallet
+    return acct
 
 
 async def assert_refused(
     api: httpx.AsyncClient,
     sessions: async_sessionmaker[AsyncSession],
-    body: dict[str, str],
+    acct: LocalAccount,
+    body: dict[str, Any],
     status: int,
     problem_type: str,
-) -> dict[str, object]:
+) -> dict[str, Any]:
+    headers = bearer(await sign_in(api, acct))  # signing in writes its own rows first
     before = await row_counts(sessions)
-    r = await api.post("/users/register", json=body)
+    r = await api.post("/users/register", json=body, headers=headers)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
-    problem = r.json()
+    problem: dict[str, Any] = r.json()
     assert problem["type"] == PROBLEM_BASE + problem_type
     assert problem["status"] == status and problem["detail"]
     assert await row_counts(sessions) == before
     return problem
+
+
+async def test_an_anonymous_caller_is_refused(
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    referrer = await add_user(sessions)
+    before = await row_counts(sessions)
+    r = await api.post("/users/register", json={"referrer": referrer.address})
+    assert r.status_code == 401
+    assert r.json()["type"] == PROBLEM_BASE + "unauthorized"
+    assert await row_counts(sessions) == before
 
 
 async def test_unknown_referrer_is_refused(
@@ -50,7 +67,8 @@ async def test_unknown_referrer_is_refused(
     await assert_refused(
         api,
         sessions,
-        {"wallet": Account.create().address, "referrer": Account.create().address},
+        Account.create(),
+        {"referrer": Account.create().address},
         422,
         "unknown-referrer",
     )
@@ -59,27 +77,35 @@ async def test_unknown_referrer_is_refused(
 async def test_self_referral_is_refused(
     api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    wallet = Account.create().address
-    await assert_refused(
-        api, sessions, {"wallet": wallet, "referrer": wallet}, 422, "self-referral"
-    )
+    acct = Account.create()
+    await assert_refused(api, sessions, acct, {"referrer": acct.address}, 422, "self-referral")
 
 
 async def test_self_referral_is_refused_even_when_case_differs(
     api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    wallet = await add_user(sessions)
+    acct = Account.create()
     await assert_refused(
-        api, sessions, {"wallet": wallet.lower(), "referrer": wallet}, 409, "already-registered"
+        api, sessions, acct, {"referrer": acct.address.lower()}, 422, "self-referral"
     )
-    fresh = Account.create().address
+
+
+async def test_registering_another_wallet_is_refused(
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    referrer = await add_user(sessions)
     await assert_refused(
-        api, sessions, {"wallet": fresh.lower(), "referrer": fresh}, 422, "self-referral"
+        api,
+        sessions,
+        Account.create(),
+        {"referrer": referrer.address, "wallet": Account.create().address},
+        403,
+        "forbidden",
     )
 
 
 @pytest.mark.parametrize(
-    "wallet",
+    "address",
     [
         "0x123",
         "not-an-address",
@@ -89,13 +115,12 @@ async def test_self_referral_is_refused_even_when_case_differs(
     ],
 )
 async def test_malformed_address_is_refused(
-    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], wallet: str
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], address: str
 ) -> None:
-    referrer = await add_user(sessions)
     problem = await assert_refused(
-        api, sessions, {"wallet": wallet, "referrer": referrer}, 422, "validation-error"
+        api, sessions, Account.create(), {"referrer": address}, 422, "validation-error"
     )
-    assert "wallet" in str(problem["detail"])
+    assert "referrer" in str(problem["detail"])
 
 
 async def test_wallet_already_registered_is_refused(
@@ -104,7 +129,7 @@ async def test_wallet_already_registered_is_refused(
     referrer = await add_user(sessions)
     registered = await add_user(sessions)
     await assert_refused(
-        api, sessions, {"wallet": registered, "referrer": referrer}, 409, "already-registered"
+        api, sessions, registered, {"referrer": referrer.address}, 409, "already-registered"
     )
 
 
@@ -113,11 +138,7 @@ async def test_frozen_referrer_is_refused(
 ) -> None:
     frozen = await add_user(sessions, frozen=True)
     await assert_refused(
-        api,
-        sessions,
-        {"wallet": Account.create().address, "referrer": frozen},
-        403,
-        "referrer-frozen",
+        api, sessions, Account.create(), {"referrer": frozen.address}, 403, "referrer-frozen"
     )
 
 
@@ -126,26 +147,23 @@ async def test_referrer_whose_registration_is_unconfirmed_is_refused(
 ) -> None:
     pending = await add_user(sessions, status="pending")
     await assert_refused(
-        api,
-        sessions,
-        {"wallet": Account.create().address, "referrer": pending},
-        422,
-        "referrer-not-active",
+        api, sessions, Account.create(), {"referrer": pending.address}, 422, "referrer-not-active"
     )
 
 
 async def test_second_registration_with_another_referrer_while_pending_is_refused(
-    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], company: object
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], company: LocalAccount
 ) -> None:
     other = await add_user(sessions)
-    wallet = Account.create().address
+    acct = Account.create()
     first = await api.post(
         "/users/register",
-        json={"wallet": wallet, "referrer": company.address},  # type: ignore[attr-defined]
+        json={"referrer": company.address},
+        headers=bearer(await sign_in(api, acct)),
     )
     assert first.status_code == 200, first.text
     await assert_refused(
-        api, sessions, {"wallet": wallet, "referrer": other}, 409, "registration-pending"
+        api, sessions, acct, {"referrer": other.address}, 409, "registration-pending"
     )
 
 
@@ -156,7 +174,8 @@ async def test_unknown_field_is_refused(
     await assert_refused(
         api,
         sessions,
-        {"wallet": Account.create().address, "referrer": referrer, "slot": "0"},
+        Account.create(),
+        {"referrer": referrer.address, "slot": "0"},
         422,
         "validation-error",
     )

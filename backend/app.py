@@ -1,0 +1,97 @@
+"""The API process: `create_app` (routers, middleware, error handlers) and `autopool-api`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from backend.admin.router import router as admin_router
+from backend.auth.router import router as auth_router
+from backend.core.db import unit_of_work
+from backend.core.deps import limit_by_ip
+from backend.core.errors import PROBLEM_RESPONSES, install_problem_handlers
+from backend.core.http import RequestContext
+from backend.core.logging import configure_logging
+from backend.core.settings import Settings, get_settings
+from backend.core.wiring import PayloadSigner, build_resources
+from backend.live.router import router as live_router
+from backend.monitoring.router import router as monitoring_router
+from backend.payouts.router import router as payouts_router
+from backend.plan_versions import service as plan_versions
+from backend.plan_versions.router import router as plan_router
+from backend.pool.router import router as pool_router
+from backend.rewards.router import router as rewards_router
+from backend.treasury.router import router as treasury_router
+from backend.users.router import router as users_router
+
+ROUTERS = (
+    auth_router,
+    users_router,
+    pool_router,
+    rewards_router,
+    payouts_router,
+    treasury_router,
+    plan_router,
+    admin_router,
+    monitoring_router,
+    live_router,
+)
+
+
+def create_app(settings: Settings | None = None, signer: PayloadSigner | None = None) -> FastAPI:
+    """The API. `signer` replaces the signer service's client (tests); by default the app
+    talks to the signer service at `settings.signer_url`."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = build_resources(settings, signer=signer)
+        try:
+            async with unit_of_work(resources.sessions) as session:
+                await plan_versions.publish(session, resources.plan)
+            app.state.resources = resources
+            yield
+        finally:
+            await resources.aclose()
+
+    configure_logging(json=settings.log_json)
+    app = FastAPI(
+        title="Autopool API",
+        version="0.2.0",
+        description="Settlement backend of the Autopool contract. Amounts are wei, as decimal "
+        "strings. Errors are RFC 9457 problem documents with a stable `type`.",
+        lifespan=lifespan,
+        dependencies=[Depends(limit_by_ip)],
+        responses=PROBLEM_RESPONSES,
+    )
+    install_problem_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/metrics", tags=["monitoring"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContext)
+    return app
+
+
+def run() -> None:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=8000)

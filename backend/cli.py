@@ -1,0 +1,65 @@
+"""`autopool`: the operators' console.
+
+autopool seed              seed the company root, the pools and the plan in force
+autopool payouts run       build, sign and submit one payout batch now, printing each step
+autopool payouts enqueue   ask the settlement worker to do it
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from eth_utils import to_checksum_address
+
+from backend.core.db import unit_of_work
+from backend.core.settings import get_settings
+from backend.core.wiring import open_resources
+
+
+async def _seed() -> None:
+    from backend.ledger.genesis import seed
+
+    settings = get_settings()
+    if not settings.company_wallet:
+        raise SystemExit("set AUTOPOOL_COMPANY_WALLET")
+    async with open_resources(settings) as res, unit_of_work(res.sessions) as session:
+        company_id = await seed(session, to_checksum_address(settings.company_wallet), res.plan)
+    print(f"seeded: company user id {company_id}")
+
+
+async def _payouts_run() -> None:
+    from backend.payouts.service import settle_once
+
+    async with open_resources(get_settings()) as res:
+        result = await settle_once(res, created_by="cli", progress=print)
+    print(
+        f"batch={result.batch_id} recipients={result.recipients} total_wei={result.total} "
+        f"tx={result.tx_hash}"
+    )
+
+
+def _payouts_enqueue() -> None:
+    from backend.payouts.tasks import settle_pending
+
+    settle_pending.send()
+    print("enqueued settle_pending on the settlement queue")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="autopool", description="Autopool operator console")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("seed", help="seed the company root, pools and plan (idempotent)")
+    payouts = commands.add_parser("payouts", help="payout batches")
+    payouts.add_argument("action", choices=["run", "enqueue"])
+    args = parser.parse_args(argv)
+    if args.command == "seed":
+        asyncio.run(_seed())
+    elif args.action == "run":
+        asyncio.run(_payouts_run())
+    else:
+        _payouts_enqueue()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Liveness and readiness. `/health` says the process answers; `/ready` checks each
+dependency the API needs, each with its own status, and answers 503 if one is down."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from backend.chain.signer_client import SignerClient
+from backend.core.deps import ResourcesDep
+from backend.core.wiring import Resources
+from backend.monitoring import service
+
+router = APIRouter(tags=["monitoring"])
+
+CHECK_TIMEOUT = 2.0
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is up (no dependency is checked: that is `/ready`)."""
+    return {"status": "ok"}
+
+
+async def _database(res: Resources) -> dict[str, Any]:
+    async with res.sessions() as session:
+        await session.execute(text("SELECT 1"))
+        block, _ = await service.confirmed_block(session)
+        blocked = await service.submissions_blocked(session)
+    return {"status": "ok", "confirmedBlock": block, "payoutsBlocked": blocked}
+
+
+async def _redis(res: Resources) -> dict[str, Any]:
+    await res.redis.ping()
+    return {"status": "ok"}
+
+
+async def _rpc(res: Resources) -> dict[str, Any]:
+    return {"status": "ok", "head": int(await res.w3.eth.block_number)}
+
+
+async def _signer(res: Resources) -> dict[str, Any]:
+    signer = res.signer
+    if isinstance(signer, SignerClient) and not await signer.health():
+        return {"status": "down"}
+    return {"status": "ok"}
+
+
+async def _check(name: str, probe: Any, res: Resources) -> tuple[str, dict[str, Any]]:
+    try:
+        return name, await asyncio.wait_for(probe(res), CHECK_TIMEOUT)
+    except Exception as exc:
+        return name, {"status": "down", "error": type(exc).__name__}
+
+
+@router.get("/ready")
+async def ready(res: ResourcesDep) -> JSONResponse:
+    """Database, Redis, chain RPC, signer and listener lag, each with its own status."""
+    checks = dict(
+        await asyncio.gather(
+            _check("database", _database, res),
+            _check("redis", _redis, res),
+            _check("rpc", _rpc, res),
+            _check("signer", _signer, res),
+        )
+    )
+    head = checks["rpc"].get("head")
+    confirmed = checks["database"].get("confirmedBlock")
+    listener: dict[str, Any] = {"status": "unknown"}
+    if isinstance(head, int) and isinstance(confirmed, int):
+        lag = head - confirmed
+        limit = res.settings.confirmations + res.settings.listener_max_lag_blocks
+        listener = {"status": "ok" if lag <= limit else "lagging", "lagBlocks": lag}
+    checks["listener"] = listener
+    ok = all(c["status"] == "ok" for c in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "degraded", "checks": checks}, 200 if ok else 503
+    )
