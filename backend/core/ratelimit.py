@@ -7,8 +7,9 @@ when Redis cannot be reached a request is let through and counted, rather than r
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
-from limits import parse
+from limits import RateLimitItem, parse
 from prometheus_client import Counter
 
 from backend.core.errors import AppError
@@ -21,6 +22,11 @@ LIMITER_ERRORS = Counter(
 LIMITED = Counter("autopool_rate_limited_total", "Requests refused by a rate limit", ["scope"])
 
 
+@lru_cache(maxsize=64)
+def _item(limit: str) -> RateLimitItem:
+    return parse(limit)
+
+
 class RateLimited(AppError):
     status = 429
     type = "rate-limited"
@@ -30,7 +36,7 @@ class RateLimited(AppError):
 async def enforce(res: Resources, limit: str, scope: str, key: str) -> None:
     """Count one request of `key` against `limit` (e.g. "30/minute"); 429 with Retry-After
     when it is over."""
-    item = parse(limit)
+    item = _item(limit)
     try:
         allowed = await res.limiter.hit(item, scope, key)
         if allowed:

@@ -95,6 +95,8 @@ class Reward(Base):
         Index("ix_rewards_status_user", "status", "user_id"),
         Index("ix_rewards_reserved_node", "level", "earner_slot", "status"),
         Index("ix_rewards_batch", "batch_id"),
+        # A participant's own lines (balances by type, history pages newest first).
+        Index("ix_rewards_user_id", "user_id", "id"),
     )
 
     id: Mapped[BigPK]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import RowMapping, func, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -207,3 +207,39 @@ async def add_freeze(
     session.add(
         Freeze(user_id=user_id, frozen=frozen, effective_block=block, actor=actor, reason=reason)
     )
+
+
+# Everything `GET /users/me` shows, in one statement (a read model over the ledger's tables:
+# the participant, its sponsor, its balances by status and by type, referral counts, pool
+# positions and a registration awaiting payment). Amounts travel as text: exact wei.
+_ME = text(
+    """
+    SELECT u.id, u.wallet, u.status, u.is_frozen, u.has_retopup, s.wallet AS referrer,
+      (SELECT jsonb_build_object(
+          'pending', b.pending::text, 'held', b.held::text, 'reserved', b.reserved::text,
+          'batched', b.batched::text, 'claimable', b.claimable::text, 'paid', b.paid::text,
+          'reinvested', b.reinvested::text)
+         FROM user_balances b WHERE b.user_id = u.id) AS balance,
+      (SELECT coalesce(jsonb_agg(jsonb_build_array(k.kind, k.status, k.total)), '[]')
+         FROM (SELECT r.kind, r.status, sum(r.amount)::text AS total FROM rewards r
+               WHERE r.user_id = u.id GROUP BY r.kind, r.status) k) AS by_type,
+      (SELECT count(*) FROM users c WHERE c.referrer_id = u.id) AS direct,
+      (SELECT count(*) FROM users c WHERE c.referrer_id = u.id AND c.status = 'active')
+         AS active,
+      (SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'level', n.level, 'slot', n.slot, 'filled', n.filled, 'completed', n.completed,
+           'reserved', n.reserved::text) ORDER BY n.level), '[]')
+         FROM pool_nodes n WHERE n.user_id = u.id) AS positions,
+      (SELECT jsonb_build_object('slot', l.slot, 'deadline', l.deadline,
+           'nonce', t.nonce::text, 'signed', t.signature IS NOT NULL)
+         FROM slot_leases l JOIN transactions t ON t.id = l.transaction_id
+         WHERE l.user_id = u.id AND l.status = 'leased' LIMIT 1) AS pending
+    FROM users u LEFT JOIN users s ON s.id = u.referrer_id
+    WHERE u.id = :user_id
+    """
+)
+
+
+async def me_row(session: AsyncSession, user_id: int) -> RowMapping | None:
+    """The row behind `GET /users/me` (see `_ME`), or None for an unknown id."""
+    return (await session.execute(_ME, {"user_id": user_id})).mappings().one_or_none()

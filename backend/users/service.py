@@ -449,48 +449,46 @@ async def require(session: AsyncSession, user_id: int) -> User:
 
 
 async def me(session: AsyncSession, principal: Principal) -> MeOut:
-    """Everything a participant sees of itself, from the ledger."""
-    user = await require(session, principal.user_id)
-    balance = await rewards.balance(session, user.id)
-    by_status = {
-        str(s): int(getattr(balance, str(s))) if balance is not None else 0 for s in RewardStatus
-    }
-    direct, active = await repo.referral_counts(session, user.id)
-    referrer = await repo.by_id(session, user.referrer_id) if user.referrer_id else None
-    lease = await pool.live_lease(session, user.id)
-    pending: PendingRegistrationOut | None = None
-    if lease is not None and lease.transaction_id is not None:
-        payload = await repo.payload_by_id(session, lease.transaction_id)
-        pending = PendingRegistrationOut(
-            slot=lease.slot,
-            deadline=lease.deadline,
-            nonce=int(payload.nonce) if payload else 0,
-            signed=bool(payload and payload.signature),
-        )
+    """Everything a participant sees of itself, from the ledger, read in one statement."""
+    row = await repo.me_row(session, principal.user_id)
+    if row is None:
+        raise UserNotFound(f"no participant {principal.user_id}")
+    balance: dict[str, str] = row["balance"] or {}
+    by_type: dict[str, dict[str, int]] = {}
+    for kind, status, total in row["by_type"]:
+        by_type.setdefault(kind, {})[status] = int(total)
+    pending = row["pending"]
     return MeOut(
-        id=user.id,
-        wallet=user.wallet,
-        status=user.status,
+        id=row["id"],
+        wallet=row["wallet"],
+        status=row["status"],
         roles=sorted(principal.roles),
-        referrer=referrer.wallet if referrer else None,
-        frozen=user.is_frozen,
-        hasRetopup=user.has_retopup,
+        referrer=row["referrer"],
+        frozen=row["is_frozen"],
+        hasRetopup=row["has_retopup"],
         balances=Balances(
-            byStatus=by_status,  # type: ignore[arg-type]
-            byType=await rewards.by_type(session, user.id),  # type: ignore[arg-type]
+            byStatus={str(s): int(balance.get(str(s), 0)) for s in RewardStatus},  # type: ignore[arg-type]
+            byType=by_type,  # type: ignore[arg-type]
         ),
-        referrals=ReferralStats(direct=direct, active=active),
+        referrals=ReferralStats(direct=row["direct"], active=row["active"]),
         positions=[
             Position(
-                level=n.level,
-                slot=n.slot,
-                filled=n.filled,
-                completed=n.completed,
-                reserved=int(n.reserved),
+                level=n["level"],
+                slot=n["slot"],
+                filled=n["filled"],
+                completed=n["completed"],
+                reserved=int(n["reserved"]),
             )
-            for n in await pool.positions(session, user.id)
+            for n in row["positions"]
         ],
-        pendingRegistration=pending,
+        pendingRegistration=None
+        if pending is None
+        else PendingRegistrationOut(
+            slot=pending["slot"],
+            deadline=pending["deadline"],
+            nonce=int(pending["nonce"]),
+            signed=pending["signed"],
+        ),
     )
 
 

@@ -106,6 +106,7 @@ def upgrade() -> None:
     )
     op.add_column("transactions", sa.Column("client_ip", sa.String(length=64), nullable=True))
     op.create_index(op.f("ix_transactions_client_ip"), "transactions", ["client_ip"], unique=False)
+    op.create_index("ix_rewards_user_id", "rewards", ["user_id", "id"], unique=False)
     # Grants (migration 0003): the API writes staff grants and admins' freezes, audited; the
     # listener reads freezes to apply each event under the ones in force at its block.
     op.execute("GRANT SELECT, INSERT, UPDATE ON role_grants TO autopool_api")
@@ -165,6 +166,7 @@ def downgrade() -> None:
     )
     op.execute("REVOKE UPDATE (is_frozen) ON users FROM autopool_api")
     op.execute("REVOKE UPDATE (held) ON user_balances FROM autopool_api")
+    op.drop_index("ix_rewards_user_id", table_name="rewards")
     op.drop_index(op.f("ix_transactions_client_ip"), table_name="transactions")
     op.drop_column("transactions", "client_ip")
     op.drop_column("refresh_tokens", "session_expires_at")
