@@ -19,21 +19,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from devtools import scenario
 from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil
-from devtools.dapp import bearer, sign_in_sync
 from devtools.deploy import deploy_autopool
 from devtools.processes import REPO_ROOT, SignerProcess, free_port, start_signer_process
-from devtools.wallet import send_as_wallet
 
-ENTRY_WAIT_SECONDS = 60
+DEVNET_CAP_WEI = 10_000_000 * 10**18
+DEMO_PLAN = REPO_ROOT / "devtools" / "plans" / "demo.json"
 
 
 def say(msg: str) -> None:
@@ -61,52 +59,12 @@ async def _create_db(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-def _send(w3: Web3, acct: LocalAccount, tx: dict[str, Any]) -> int:
-    receipt = send_as_wallet(w3, acct, tx)
-    if receipt["status"] != 1:
-        raise RuntimeError("transaction reverted")
-    return int(receipt["blockNumber"])
-
-
-def _wait_for(predicate: Any, what: str, timeout: float = ENTRY_WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def demo(w3: Web3, api: str, company: str, participants: int) -> dict[str, Any]:
-    sponsor = company
-    for i in range(participants):
-        acct: LocalAccount = Account.create()
-        w3.provider.make_request("anvil_setBalance", [acct.address, hex(100 * 10**18)])  # type: ignore[arg-type]
-        with httpx.Client(base_url=api, timeout=30) as client:
-            tokens = sign_in_sync(client, acct)  # Sign-In with Ethereum, as a dapp would
-            r = client.post("/users/register", json={"referrer": sponsor}, headers=bearer(tokens))
-        r.raise_for_status()
-        body = r.json()
-        block = _send(w3, acct, body["tx"])
-        say(
-            f"wallet {i + 1}/{participants} {acct.address} registered in slot "
-            f"{body['payload']['slot']} (block {block})"
-        )
-
-        def confirmed(b: int = block) -> bool:
-            summary = httpx.get(f"{api}/treasury/summary", timeout=10).json()
-            return int(summary["block"]) >= b
-
-        _wait_for(confirmed, f"the listener to confirm block {block}")
-        sponsor = acct.address
-    return dict(httpx.get(f"{api}/treasury/summary", timeout=10).json())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run Autopool on a local Anvil chain")
     parser.add_argument("--once", action="store_true", help="run the demo, then stop")
-    parser.add_argument("--participants", type=int, default=7)
+    parser.add_argument("--participants", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=32, help="wallets in flight at once")
+    parser.add_argument("--seed", type=int, default=1, help="the scenario's random choices")
     parser.add_argument(
         "--pg",
         default=os.environ.get(
@@ -129,14 +87,16 @@ def main() -> None:
     say(f"anvil on {anvil.rpc_url} (chain {anvil.chain_id}, 1 s blocks)")
     w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
     owner, signer_key, guardian, sender = DEV_PRIVATE_KEYS[:4]
-    company = Account.from_key(DEV_PRIVATE_KEYS[9]).address
+    company_key, admin_key = DEV_PRIVATE_KEYS[9], DEV_PRIVATE_KEYS[8]
+    company = Account.from_key(company_key).address
     contract = deploy_autopool(
         w3,
         owner,
         owner=Account.from_key(owner).address,
         signer=Account.from_key(signer_key).address,
         guardian=Account.from_key(guardian).address,
-        outflow_cap=10_000 * 10**18,
+        # Devnet caps sized for `--participants` in the thousands (mainnet's are far lower).
+        outflow_cap=DEVNET_CAP_WEI,
     )
     say(f"AutoPool deployed at {contract.address}")
     db_name = "autopool_devnet"
@@ -153,6 +113,10 @@ def main() -> None:
         "AUTOPOOL_CHAIN_ID": str(anvil.chain_id),
         "AUTOPOOL_CONTRACT_ADDRESS": contract.address,
         "AUTOPOOL_COMPANY_WALLET": company,
+        # The demo's admin (also an operator: it builds, signs and submits batches).
+        "AUTOPOOL_ADMIN_WALLETS": Account.from_key(admin_key).address,
+        # A plan whose reserve covers the next level's price: matrices auto-progress.
+        "AUTOPOOL_PLAN_PATH": str(DEMO_PLAN),
         "AUTOPOOL_SIGNER_TOKEN": token,
         "AUTOPOOL_SETTLEMENT_SENDER_KEY": sender,
         "AUTOPOOL_CONFIRMATIONS": "2",
@@ -184,6 +148,10 @@ def main() -> None:
             audit_log=work / "signer-audit.jsonl",
             token=token,
             database_url=db_url,
+            extra_env={
+                "AUTOPOOL_SIGNER_MAX_BATCH_TOTAL_WEI": str(DEVNET_CAP_WEI),
+                "AUTOPOOL_SIGNER_ROLLING_24H_CAP_WEI": str(DEVNET_CAP_WEI),
+            },
         )
         env["AUTOPOOL_SIGNER_URL"] = signer.url
         say(f"signer on {signer.url} (address {signer.address})")
@@ -221,30 +189,22 @@ def main() -> None:
         _wait_http(f"{api}/health")
         say(f"API on {api} (docs at {api}/docs); process logs in {logs}")
 
-        before = demo(w3, api, company, args.participants)
-        say(
-            f"ledger before payout: liabilities {before['liabilities']['total']} wei, "
-            f"contract {before['contract_balance']} wei, balanced={before['balanced']}"
+        report, summary = asyncio.run(
+            scenario.run(
+                api,
+                anvil.rpc_url,
+                company_key=company_key,
+                admin_key=admin_key,
+                participants=args.participants,
+                concurrency=args.concurrency,
+                seed=args.seed,
+            )
         )
-        subprocess.run(
-            [py, "-m", "backend.cli", "payouts", "enqueue"],
-            cwd=REPO_ROOT,
-            env=env,
-            check=True,
-        )
-
-        def paid() -> dict[str, Any] | None:
-            s = dict(httpx.get(f"{api}/treasury/summary", timeout=10).json())
-            return s if int(s["outflows"]) > 0 else None
-
-        after = _wait_for(paid, "the payout batch to execute and confirm")
-        say(
-            f"payout confirmed: outflows {after['outflows']} wei; contract balance "
-            f"{after['contract_balance']} wei == liabilities {after['liabilities']['total']} wei:"
-            f" balanced={after['balanced']}"
-        )
-        if not after["balanced"]:
-            raise SystemExit("treasury does not balance")
+        scenario.print_summary(report, summary)
+        difference = int(summary["treasury"]["ledger_difference"])
+        if difference != 0 or not summary["treasury"]["balanced"]:
+            raise SystemExit(f"reconciliation: {difference} wei difference")
+        say("reconciliation: 0 wei difference between the contract and the ledger")
         if not args.once:
             say("running; Ctrl-C stops everything")
             while all(p.poll() is None for p in procs):
