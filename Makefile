@@ -42,7 +42,7 @@ devnet: install services compile
 	$(BIN)/autopool-devnet
 
 test: install services compile
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .
