@@ -3,6 +3,8 @@
 autopool seed              seed the company root, the pools and the plan in force
 autopool payouts run       build, sign and submit one payout batch now, printing each step
 autopool payouts enqueue   ask the settlement worker to do it
+autopool listener resume [--from-block N]
+                           clear a deep-reorg halt once investigated (docs/operations.md)
 """
 
 from __future__ import annotations
@@ -46,15 +48,32 @@ def _payouts_enqueue() -> None:
     print("enqueued settle_pending on the settlement queue")
 
 
+async def _listener_resume(from_block: int | None) -> None:
+    from backend.monitoring import service as monitoring
+
+    async with open_resources(get_settings()) as res, unit_of_work(res.sessions) as session:
+
+        async def canonical(number: int) -> str:
+            return (await res.w3.eth.get_block(number))["hash"].to_0x_hex()
+
+        done = await monitoring.resume_listener(session, canonical, from_block)
+    print("\n".join(done) or "the listener is not halted")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="autopool", description="Autopool operator console")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("seed", help="seed the company root, pools and plan (idempotent)")
     payouts = commands.add_parser("payouts", help="payout batches")
     payouts.add_argument("action", choices=["run", "enqueue"])
+    listener = commands.add_parser("listener", help="the chain listener")
+    listener.add_argument("action", choices=["resume"])
+    listener.add_argument("--from-block", type=int, default=None)
     args = parser.parse_args(argv)
     if args.command == "seed":
         asyncio.run(_seed())
+    elif args.command == "listener":
+        asyncio.run(_listener_resume(args.from_block))
     elif args.action == "run":
         asyncio.run(_payouts_run())
     else:

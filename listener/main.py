@@ -8,11 +8,19 @@ import signal
 
 from sqlalchemy import text
 
-from backend.core.db import LOCK_LISTENER_LEADER
+from backend.core.db import LOCK_LISTENER_LEADER, unit_of_work
 from backend.core.logging import configure_logging, log
 from backend.core.settings import Settings, get_settings
 from backend.core.wiring import open_resources
-from listener.sync import ChainSync, DeepReorg
+from listener.sync import ChainSync, DeepReorg, Halted, LostLeadership
+
+
+async def take_generation(sync: ChainSync) -> int:
+    """Bump the cursor's fencing generation: from now on only this listener may commit."""
+    async with unit_of_work(sync.sessions) as session:
+        cursor = await sync.cursor_row(session)
+        cursor.leader_generation += 1
+        return cursor.leader_generation
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -24,6 +32,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             settings.contract_address,
             confirmations=settings.confirmations,
             max_range=settings.listener_batch_blocks,
+            finality=settings.listener_finality,
         )
         async with res.engine.connect() as leader:
             # Session-level lock on a connection held for the process's life: if this process
@@ -37,14 +46,21 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                     break
                 log.info("listener standby: another copy is active")
                 await _sleep(stop, 5)
-            log.info("listener active", contract=settings.contract_address)
+            sync.generation = await take_generation(sync)
+            log.info(
+                "listener active", contract=settings.contract_address, generation=sync.generation
+            )
             while not stop.is_set():
                 try:
                     settled = await sync.sync_once()
                     if settled:
                         log.info("listener synced", events=settled)
-                except DeepReorg:
-                    log.exception("listener halted")
+                except (DeepReorg, Halted):
+                    # Halted on the cursor: nothing is written; poll until an operator resumes.
+                    await _sleep(stop, max(5.0, settings.listener_poll_seconds))
+                    continue
+                except LostLeadership:
+                    log.error("listener lost leadership to a newer generation; exiting")
                     raise
                 except Exception:
                     log.exception("listener sync failed; retrying")

@@ -1,9 +1,18 @@
-"""Ingest confirmed contract logs into `chain_events` and settle them, block range by range.
+"""Ingest final contract logs into `chain_events` and settle them, block range by range.
 
 A range is ingested and settled in one transaction together with the cursor, so a crash at
 any point leaves either all of it or none of it; the unique key per log makes re-ingesting a
-range harmless. Only blocks `confirmations` deep are read; if the block under the cursor has
-been replaced (a reorg deeper than that), the listener stops and says so rather than guess.
+range harmless. Only final blocks are read: the node's `finalized` tag (`finality="tag"`, what
+BSC's fast finality serves) or `confirmations` deep (`finality="depth"`). If the block under
+the cursor has been replaced (a reorg deeper than finality), the listener records the halt on
+its cursor (shown by `/ready`), writes nothing more and waits for an operator.
+
+An event the ledger did not expect is recorded as an anomaly (`backend.ledger.anomalies`) in
+a savepoint of the range's transaction, and the range goes on: never a retry loop.
+
+Fencing: each listener that takes leadership bumps the cursor's `leader_generation`; the
+cursor row is locked for the range's transaction and a listener whose generation is no longer
+the cursor's is refused, so one that lost its lock without knowing cannot commit.
 """
 
 from __future__ import annotations
@@ -20,15 +29,27 @@ from web3 import AsyncWeb3
 from backend.chain.events import EventDecoder
 from backend.core.db import unit_of_work
 from backend.core.logging import log
+from backend.ledger import anomalies
 from backend.ledger.apply import apply_event
+from backend.ledger.errors import UnexpectedEvent
 from backend.models import BlockchainSync, ChainEvent
 
 EVENTS_SETTLED = Counter("autopool_listener_events_total", "Events settled", ["event"])
-LAST_BLOCK = Gauge("autopool_listener_last_block", "Last confirmed block ingested")
+LAST_BLOCK = Gauge("autopool_listener_last_block", "Last final block ingested")
+HALTED = Gauge("autopool_listener_halted", "1 while ledger writes are halted by a deep reorg")
+REORGS = Counter("autopool_listener_reorgs_total", "Reorgs seen", ["depth"])
 
 
 class DeepReorg(RuntimeError):
     """The block under the cursor is no longer canonical."""
+
+
+class Halted(RuntimeError):
+    """The cursor is halted (a deep reorg): nothing is written until an operator resumes."""
+
+
+class LostLeadership(RuntimeError):
+    """Another listener took leadership (a newer fencing generation holds the cursor)."""
 
 
 class ChainSync:
@@ -42,6 +63,8 @@ class ChainSync:
         confirmations: int = 2,
         start_block: int = 0,
         max_range: int = 2_000,
+        finality: str = "depth",
+        generation: int | None = None,
     ) -> None:
         self.sessions = sessions
         self.w3 = w3
@@ -50,10 +73,15 @@ class ChainSync:
         self.confirmations = confirmations
         self.start_block = start_block
         self.max_range = max_range
+        if finality not in ("depth", "tag"):
+            raise ValueError(f"finality must be 'depth' or 'tag', not {finality!r}")
+        self.finality = finality
+        self.generation = generation
         self.decoder = EventDecoder(w3, self.contract)
         self.sync_id = f"{chain_id}:{self.contract}"
 
-    async def _cursor(self, session: AsyncSession) -> BlockchainSync:
+    async def cursor_row(self, session: AsyncSession) -> BlockchainSync:
+        """The cursor row, created at `start_block - 1` if missing, locked for update."""
         await session.execute(
             insert(BlockchainSync)
             .values(
@@ -71,12 +99,40 @@ class ChainSync:
         assert cursor is not None
         return cursor
 
+    async def _cursor(self, session: AsyncSession) -> BlockchainSync:
+        """The locked cursor, refused to a fenced-out listener and while halted."""
+        cursor = await self.cursor_row(session)
+        if self.generation is not None and cursor.leader_generation != self.generation:
+            raise LostLeadership(
+                f"cursor held by generation {cursor.leader_generation}, not {self.generation}"
+            )
+        if cursor.halted_reason is not None:
+            raise Halted(cursor.halted_reason)
+        return cursor
+
+    async def final_block(self) -> int:
+        """The newest final block: the node's `finalized` tag, or `confirmations` deep."""
+        if self.finality == "tag":
+            return int((await self.w3.eth.get_block("finalized"))["number"])
+        return int(await self.w3.eth.block_number) - self.confirmations
+
+    async def halt(self, reason: str) -> None:
+        """Record on the cursor that ledger writes stop (its own transaction)."""
+        async with unit_of_work(self.sessions) as session:
+            cursor = await session.get(BlockchainSync, self.sync_id, with_for_update=True)
+            if cursor is not None and cursor.halted_reason is None:
+                cursor.halted_reason = reason
+                cursor.halted_at = datetime.now(UTC)
+        HALTED.set(1)
+        REORGS.labels("deep").inc()
+        log.critical("listener halted: ledger writes stop until an operator resumes", reason=reason)
+
     async def sync_once(self) -> int:
         """Ingest and settle every confirmed block not yet seen; returns events settled."""
         settled = 0
         while True:
-            head = await self.w3.eth.block_number
-            confirmed = head - self.confirmations
+            confirmed = await self.final_block()
+            reorged: str | None = None
             async with unit_of_work(self.sessions) as session:
                 cursor = await self._cursor(session)
                 if cursor.last_block >= confirmed:
@@ -84,17 +140,23 @@ class ChainSync:
                 if cursor.last_block_hash is not None and cursor.last_block >= 0:
                     block = await self.w3.eth.get_block(cursor.last_block)
                     if block["hash"].to_0x_hex() != cursor.last_block_hash:
-                        raise DeepReorg(
-                            f"block {cursor.last_block} changed under the cursor: "
-                            "a reorg deeper than the confirmation depth; manual replay needed"
+                        reorged = (
+                            f"block {cursor.last_block} changed under the cursor "
+                            f"({cursor.last_block_hash} is now {block['hash'].to_0x_hex()}): "
+                            "a reorg deeper than finality; investigate, then "
+                            "`autopool listener resume`"
                         )
-                start = cursor.last_block + 1
-                end = min(confirmed, start + self.max_range - 1)
-                settled += await self._ingest(session, start, end)
-                tip = await self.w3.eth.get_block(end)
-                cursor.last_block, cursor.last_block_hash = end, tip["hash"].to_0x_hex()
-                cursor.last_block_timestamp = int(tip["timestamp"])
-                cursor.updated_at = datetime.now(UTC)
+                if reorged is None:
+                    start = cursor.last_block + 1
+                    end = min(confirmed, start + self.max_range - 1)
+                    settled += await self._ingest(session, start, end)
+                    tip = await self.w3.eth.get_block(end)
+                    cursor.last_block, cursor.last_block_hash = end, tip["hash"].to_0x_hex()
+                    cursor.last_block_timestamp = int(tip["timestamp"])
+                    cursor.updated_at = datetime.now(UTC)
+            if reorged is not None:
+                await self.halt(reorged)
+                raise DeepReorg(reorged)
             LAST_BLOCK.set(end)
 
     async def _ingest(self, session: AsyncSession, start: int, end: int) -> int:
@@ -132,7 +194,13 @@ class ChainSync:
             event = await session.get(ChainEvent, event_id)
             if event is None:
                 raise RuntimeError(f"chain event {event_id} vanished after its insert")
-            await apply_event(session, event)
+            try:
+                async with session.begin_nested():
+                    await apply_event(session, event)
+            except UnexpectedEvent as exc:
+                # The savepoint undid whatever the handler wrote; the event stays, as an anomaly.
+                event.error = exc.reason
+                await anomalies.record(session, event, str(exc))
             event.processed_at = datetime.now(UTC)
             EVENTS_SETTLED.labels(name).inc()
             log.info("event settled", name=name, block=number, tx=event.tx_hash)

@@ -6,6 +6,7 @@ Secrets are `SecretStr`: they never print in a `repr`, a log line or a traceback
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     settlement_sender_key: SecretStr = SecretStr("")
     listener_poll_seconds: float = 1.0
     listener_batch_blocks: int = 2_000
+    # Which blocks are final: "tag" asks the node (`finalized`: BSC's fast finality, any
+    # post-merge chain); "depth" counts `confirmations` below the head (the devnet and tests).
+    listener_finality: Literal["depth", "tag"] = "depth"
     listener_max_lag_blocks: int = Field(default=20, ge=0)  # beyond the confirmation depth
     log_json: bool = True
 

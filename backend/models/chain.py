@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.models.base import Address, Base, BigPK, CreatedAt, Hash32
+from backend.models.base import Address, Base, BigPK, CreatedAt, Hash32, Wei
 
 
 class ChainEvent(Base):
@@ -48,6 +48,13 @@ class BlockchainSync(Base):
     last_block_hash: Mapped[str | None] = mapped_column(Hash32)
     last_block_timestamp: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Fencing token: bumped by each listener that takes leadership; a cursor update by a
+    # listener holding an older generation is refused (it lost the lock without knowing).
+    leader_generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Set when the chain under the final cursor changed (a reorg deeper than finality): ledger
+    # writes stop until an operator investigates and resumes (`autopool listener resume`).
+    halted_reason: Mapped[str | None] = mapped_column(Text)
+    halted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Anomaly(Base):
@@ -65,6 +72,10 @@ class Anomaly(Base):
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
     log: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # What the event moved into or out of the contract that the ledger does not account for:
+    # reconciliation counts it, so the books still balance to the wei while it is investigated.
+    inflow: Mapped[int] = mapped_column(Wei, default=0, server_default="0")
+    outflow: Mapped[int] = mapped_column(Wei, default=0, server_default="0")
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[CreatedAt]

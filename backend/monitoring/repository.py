@@ -21,6 +21,19 @@ async def confirmed_block(session: AsyncSession) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+async def cursors(session: AsyncSession) -> list[BlockchainSync]:
+    return list(await session.scalars(select(BlockchainSync).with_for_update()))
+
+
+async def listener_halt(session: AsyncSession) -> str | None:
+    """Why the listener stopped writing the ledger (a deep reorg), or None while it runs."""
+    return await session.scalar(
+        select(BlockchainSync.halted_reason)
+        .where(BlockchainSync.halted_reason.is_not(None))
+        .limit(1)
+    )
+
+
 async def unacknowledged_anomalies(session: AsyncSession) -> int:
     count = await session.scalar(
         select(func.count()).select_from(Anomaly).where(Anomaly.acknowledged_at.is_(None))

@@ -31,7 +31,13 @@ async def _database(res: Resources) -> dict[str, Any]:
         await session.execute(text("SELECT 1"))
         block, _ = await service.confirmed_block(session)
         blocked = await service.submissions_blocked(session)
-    return {"status": "ok", "confirmedBlock": block, "payoutsBlocked": blocked}
+        halted = await service.listener_halt(session)
+    return {
+        "status": "ok",
+        "confirmedBlock": block,
+        "payoutsBlocked": blocked,
+        "listenerHalted": halted,
+    }
 
 
 async def _redis(res: Resources) -> dict[str, Any]:
@@ -71,7 +77,9 @@ async def ready(res: ResourcesDep) -> JSONResponse:
     head = checks["rpc"].get("head")
     confirmed = checks["database"].get("confirmedBlock")
     listener: dict[str, Any] = {"status": "unknown"}
-    if isinstance(head, int) and isinstance(confirmed, int):
+    if checks["database"].get("listenerHalted"):
+        listener = {"status": "halted", "reason": checks["database"]["listenerHalted"]}
+    elif isinstance(head, int) and isinstance(confirmed, int):
         lag = head - confirmed
         limit = res.settings.confirmations + res.settings.listener_max_lag_blocks
         listener = {"status": "ok" if lag <= limit else "lagging", "lagBlocks": lag}

@@ -8,6 +8,7 @@ the confirmed block's time: never from a clock behind the chain's.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,10 +35,18 @@ def still_valid(deadline: int, confirmed_time: int, *, margin: int = 0) -> bool:
     return deadline > max(int(time.time()), confirmed_time) + margin
 
 
+async def listener_halt(session: AsyncSession) -> str | None:
+    """Why the listener halted (a reorg deeper than finality), or None."""
+    return await repo.listener_halt(session)
+
+
 async def submissions_blocked(session: AsyncSession) -> str | None:
     """Why payouts must not be submitted now, or None. An unacknowledged anomaly (an event
     the ledger did not expect: a stolen signer key at work, say) stops every submission until
     an operator has looked at it."""
+    halted = await repo.listener_halt(session)
+    if halted is not None:
+        return f"the listener is halted: {halted}"
     open_anomalies = await repo.unacknowledged_anomalies(session)
     if open_anomalies:
         return f"{open_anomalies} unacknowledged anomal{'y' if open_anomalies == 1 else 'ies'}"
@@ -57,3 +66,23 @@ async def events(
     return await repo.events_page(
         session, before_id=cursor, limit=limit, name=name, from_block=from_block, to_block=to_block
     )
+
+
+async def resume_listener(
+    session: AsyncSession, canonical_hash: Callable[[int], Awaitable[str]], from_block: int | None
+) -> list[str]:
+    """Clear the listener's halt after an operator investigated a deep reorg. The cursor moves
+    to `from_block - 1` (or stays) and takes that block's canonical hash, so ingestion resumes
+    on the chain as it is now; events already applied from replaced blocks stay in the ledger
+    (the unique key per log keeps a re-mined one from being applied twice): reconciliation
+    shows what they moved. Returns what was done, one line per cursor."""
+    done = []
+    for cursor in await repo.cursors(session):
+        if cursor.halted_reason is None and from_block is None:
+            continue
+        block = cursor.last_block if from_block is None else from_block - 1
+        cursor.last_block = block
+        cursor.last_block_hash = await canonical_hash(block) if block >= 0 else None
+        done.append(f"{cursor.id}: resumed after block {block} (was: {cursor.halted_reason})")
+        cursor.halted_reason, cursor.halted_at = None, None
+    return done

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 
 from backend.models import BlockchainSync, ChainEvent, Reward, User
+from backend.monitoring import service as monitoring
 from devtools.wallet import send_as_wallet
-from listener.sync import ChainSync, DeepReorg
+from listener.sync import ChainSync, DeepReorg, Halted
 from tests.fixtures.flows import register_and_confirm, request_registration
 from tests.fixtures.ledger import ledger_rows
 from tests.fixtures.services import new_wallet
@@ -105,7 +106,21 @@ async def test_a_reorg_below_the_cursor_halts_with_cursor_and_ledger_untouched(
 
     with pytest.raises(DeepReorg):
         await chain_sync.sync_once()
-    with pytest.raises(DeepReorg):  # and it stays halted: no retry writes anything either
+    with pytest.raises(Halted):  # and it stays halted: no retry writes anything either
         await chain_sync.sync_once()
     assert await cursor_of(sessions) == cursor
-    assert await ledger_rows(sessions) == ledger
+    after = await ledger_rows(sessions)
+    # Every ledger table as it was; the cursor row only gained the halt (its block and hash are
+    # asserted above).
+    assert {k: v for k, v in after.items() if k != "blockchain_sync"} == {
+        k: v for k, v in ledger.items() if k != "blockchain_sync"
+    }
+    # The halt is on the cursor, for /ready and the settlement worker to see.
+    async with sessions() as s:
+        reason = await monitoring.listener_halt(s)
+        blocked = await monitoring.submissions_blocked(s)
+    assert reason is not None and f"block {cursor[0]} changed" in reason
+    assert blocked is not None and "halted" in blocked
+    r = await api.get("/ready")
+    assert r.status_code == 503
+    assert r.json()["checks"]["listener"]["status"] == "halted"
