@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
@@ -32,11 +32,20 @@ from backend.core.logging import log
 from backend.ledger import anomalies
 from backend.ledger.apply import apply_event
 from backend.ledger.errors import UnexpectedEvent
-from backend.models import BlockchainSync, ChainEvent
+from backend.models import BlockchainSync, ChainEvent, PendingEvent
 
 EVENTS_SETTLED = Counter("autopool_listener_events_total", "Events settled", ["event"])
 LAST_BLOCK = Gauge("autopool_listener_last_block", "Last final block ingested")
 HALTED = Gauge("autopool_listener_halted", "1 while ledger writes are halted by a deep reorg")
+PENDING = Gauge("autopool_listener_pending_events", "Contract logs in blocks not final yet")
+# The participant each event concerns (its pending events are shown to it).
+_CONCERNS = {
+    "RegistrationAccepted": "user",
+    "RetopupCompleted": "user",
+    "PayoutExecuted": "recipient",
+    "PayoutDeferred": "recipient",
+    "Claimed": "account",
+}
 REORGS = Counter("autopool_listener_reorgs_total", "Reorgs seen", ["depth"])
 
 
@@ -128,7 +137,52 @@ class ChainSync:
         log.critical("listener halted: ledger writes stop until an operator resumes", reason=reason)
 
     async def sync_once(self) -> int:
-        """Ingest and settle every confirmed block not yet seen; returns events settled."""
+        """Ingest and settle every final block not yet seen, then show the logs of the blocks
+        above it as pending; returns events settled."""
+        settled = await self._sync_final()
+        await self.refresh_pending()
+        return settled
+
+    async def refresh_pending(self) -> int:
+        """Replace the pending (not final) events with the logs of the blocks above the cursor
+        as the chain has them now: a reorg in that window drops the replaced blocks' logs."""
+        head = int(await self.w3.eth.block_number)
+        async with unit_of_work(self.sessions) as session:
+            cursor = await self._cursor(session)
+            start = max(cursor.last_block + 1, 0)
+            rows = []
+            if start <= head:
+                logs = await self.w3.eth.get_logs(
+                    {"address": self.contract, "fromBlock": start, "toBlock": head}
+                )
+                for entry in logs:
+                    decoded = self.decoder.decode(entry)
+                    if decoded is None:
+                        continue
+                    name, args = decoded
+                    who = args.get(_CONCERNS.get(name, ""))
+                    rows.append(
+                        {
+                            "chain_id": self.chain_id,
+                            "block_number": int(entry["blockNumber"]),
+                            "block_hash": entry["blockHash"].to_0x_hex(),
+                            "tx_hash": entry["transactionHash"].to_0x_hex(),
+                            "log_index": int(entry["logIndex"]),
+                            "name": name,
+                            "wallet": who,
+                            "amount": int(args["amount"]) if "amount" in args else None,
+                            "args": args,
+                        }
+                    )
+            await session.execute(
+                delete(PendingEvent).where(PendingEvent.chain_id == self.chain_id)
+            )
+            if rows:
+                await session.execute(insert(PendingEvent), rows)
+        PENDING.set(len(rows))
+        return len(rows)
+
+    async def _sync_final(self) -> int:
         settled = 0
         while True:
             confirmed = await self.final_block()

@@ -2,7 +2,7 @@
 
 from backend.models.admin import AuditLog, AuthNonce, PlanVersion, RefreshToken, RoleGrant
 from backend.models.base import Base
-from backend.models.chain import Anomaly, BlockchainSync, ChainEvent
+from backend.models.chain import Anomaly, BlockchainSync, ChainEvent, PendingEvent
 from backend.models.ledger import (
     LIABILITY_STATUSES,
     PayloadKind,
@@ -40,6 +40,7 @@ __all__ = [
     "PayloadStatus",
     "PayoutBatch",
     "PayoutLine",
+    "PendingEvent",
     "Placement",
     "PlacementSource",
     "PlacementStatus",

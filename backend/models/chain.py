@@ -36,6 +36,29 @@ class ChainEvent(Base):
     created_at: Mapped[CreatedAt]
 
 
+class PendingEvent(Base):
+    """A contract log in a block that is not final yet: shown to the participant it concerns
+    as pending, never applied to the ledger. The listener replaces the whole set on every poll,
+    so the logs of blocks a reorg removed disappear with them."""
+
+    __tablename__ = "pending_events"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "block_hash", "log_index", name="uq_pending_events_log"),
+    )
+
+    id: Mapped[BigPK]
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash32)
+    tx_hash: Mapped[str] = mapped_column(Hash32)
+    log_index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    wallet: Mapped[str | None] = mapped_column(Address, index=True)  # whom it concerns
+    amount: Mapped[int | None] = mapped_column(Wei)
+    args: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[CreatedAt]
+
+
 class BlockchainSync(Base):
     """How far the listener has ingested (confirmed blocks only)."""
 

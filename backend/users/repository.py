@@ -12,6 +12,7 @@ from backend.models import (
     Freeze,
     PayloadKind,
     PayloadStatus,
+    PendingEvent,
     Retopup,
     Transaction,
     User,
@@ -233,7 +234,11 @@ _ME = text(
       (SELECT jsonb_build_object('slot', l.slot, 'deadline', l.deadline,
            'nonce', t.nonce::text, 'signed', t.signature IS NOT NULL)
          FROM slot_leases l JOIN transactions t ON t.id = l.transaction_id
-         WHERE l.user_id = u.id AND l.status = 'leased' LIMIT 1) AS pending
+         WHERE l.user_id = u.id AND l.status = 'leased' LIMIT 1) AS pending,
+      (SELECT coalesce(jsonb_agg(jsonb_build_object('name', p.name,
+           'blockNumber', p.block_number, 'txHash', p.tx_hash, 'amount', p.amount::text)
+           ORDER BY p.block_number, p.log_index), '[]')
+         FROM pending_events p WHERE p.wallet = u.wallet) AS pending_events
     FROM users u LEFT JOIN users s ON s.id = u.referrer_id
     WHERE u.id = :user_id
     """
@@ -243,3 +248,14 @@ _ME = text(
 async def me_row(session: AsyncSession, user_id: int) -> RowMapping | None:
     """The row behind `GET /users/me` (see `_ME`), or None for an unknown id."""
     return (await session.execute(_ME, {"user_id": user_id})).mappings().one_or_none()
+
+
+async def pending_events_of(session: AsyncSession, wallet: str) -> list[PendingEvent]:
+    """Events concerning `wallet` in blocks not final yet, oldest first."""
+    return list(
+        await session.scalars(
+            select(PendingEvent)
+            .where(PendingEvent.wallet == wallet)
+            .order_by(PendingEvent.block_number, PendingEvent.log_index)
+        )
+    )

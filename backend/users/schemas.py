@@ -126,6 +126,9 @@ class MeOut(BaseModel):
     referrals: ReferralStats
     positions: list[Position]
     pendingRegistration: PendingRegistration | None
+    pendingEvents: list[PendingEventOut] = Field(
+        default_factory=list, description="Events in blocks not final yet (not in the ledger)"
+    )
 
 
 class Referral(BaseModel):
@@ -176,6 +179,19 @@ class HistoryItem(BaseModel):
     nonce: WeiStr | None = None
 
 
+class PendingEventOut(BaseModel):
+    """A contract event concerning the participant in a block that is not final yet: it may
+    still vanish in a reorg, and the ledger has not applied it."""
+
+    name: str
+    blockNumber: int
+    txHash: str
+    amount: WeiStr | None
+
+
 class HistoryPage(BaseModel):
     items: list[HistoryItem]
     nextCursor: int | None
+    pending: list[PendingEventOut] = Field(
+        default_factory=list, description="Events in blocks not final yet (not in the ledger)"
+    )

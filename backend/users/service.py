@@ -48,6 +48,7 @@ from backend.users.schemas import (
     HistoryItem,
     HistoryPage,
     MeOut,
+    PendingEventOut,
     PoolNodeView,
     Position,
     Referral,
@@ -489,6 +490,15 @@ async def me(session: AsyncSession, principal: Principal) -> MeOut:
             nonce=int(pending["nonce"]),
             signed=pending["signed"],
         ),
+        pendingEvents=[
+            PendingEventOut(
+                name=e["name"],
+                blockNumber=e["blockNumber"],
+                txHash=e["txHash"],
+                amount=None if e["amount"] is None else int(e["amount"]),
+            )
+            for e in row["pending_events"]
+        ],
     )
 
 
@@ -555,7 +565,7 @@ async def history(
     reward_type: str | None = None,
 ) -> HistoryPage:
     """A participant's rewards, retopups or payloads, newest first (`cursor`: last id)."""
-    await require(session, user_id)
+    user = await require(session, user_id)
     items: list[HistoryItem] = []
     if kind == "reward":
         for r in await rewards.history(
@@ -600,7 +610,18 @@ async def history(
                     nonce=int(p.nonce),
                 )
             )
-    return HistoryPage(items=items, nextCursor=items[-1].id if len(items) == limit else None)
+    pending = [
+        PendingEventOut(
+            name=e.name,
+            blockNumber=e.block_number,
+            txHash=e.tx_hash,
+            amount=None if e.amount is None else int(e.amount),
+        )
+        for e in await repo.pending_events_of(session, user.wallet)
+    ]
+    return HistoryPage(
+        items=items, nextCursor=items[-1].id if len(items) == limit else None, pending=pending
+    )
 
 
 async def confirm_registration_tx(
