@@ -58,12 +58,13 @@ def upgrade() -> None:
         sa.Column("amount", sa.Numeric(precision=78, scale=0), nullable=True),
         sa.Column("args", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pending_events")),
-        sa.UniqueConstraint(
-            "chain_id", "block_hash", "log_index", name="uq_pending_events_log"
-        ),
+        sa.UniqueConstraint("chain_id", "block_hash", "log_index", name="uq_pending_events_log"),
     )
     op.create_index(op.f("ix_pending_events_wallet"), "pending_events", ["wallet"], unique=False)
     op.add_column(
