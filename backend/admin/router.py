@@ -10,6 +10,8 @@ from fastapi import APIRouter, Path, Query
 
 from backend.admin import service
 from backend.admin.schemas import (
+    AnomalyAckIn,
+    AnomalyOut,
     AuditEntry,
     AuditPage,
     ConfigIn,
@@ -19,6 +21,8 @@ from backend.admin.schemas import (
     LogEntry,
     LogPage,
     ManualPlacementIn,
+    ReplayIn,
+    ReplayOut,
     RoleIn,
     RoleOut,
 )
@@ -27,6 +31,7 @@ from backend.core.db import commit
 from backend.core.deps import Admin, Reader, ResourcesDep, Session
 from backend.core.types import NAME_PATTERN
 from backend.monitoring import service as monitoring
+from backend.monitoring.errors import BlockAhead
 from backend.users import service as users
 from backend.users.schemas import RegistrationOut
 
@@ -149,3 +154,56 @@ async def audit_log(
         for r in rows
     ]
     return AuditPage(items=items, nextCursor=items[-1].id if len(items) == limit else None)
+
+
+@router.post("/monitoring/replay-events", response_model=ReplayOut)
+async def replay_events(
+    body: ReplayIn, session: Session, res: ResourcesDep, admin: Admin
+) -> ReplayOut:
+    """Have the listener ingest again from `fromBlock` (and clear a deep-reorg halt): each
+    log is stored and applied once, by its unique key, so a replay changes nothing that is
+    right and fills in anything missed."""
+    head = int(await res.w3.eth.block_number)
+    if body.fromBlock > head + 1:
+        raise BlockAhead(f"block {body.fromBlock} is past the chain's head {head}")
+
+    async def canonical(number: int) -> str:
+        return (await res.w3.eth.get_block(number))["hash"].to_0x_hex()
+
+    done = await monitoring.resume_listener(session, canonical, body.fromBlock)
+    await audit.record(
+        session,
+        actor=admin.wallet,
+        action="listener.replay",
+        target=f"block:{body.fromBlock}",
+        after={"cursors": done},
+    )
+    return ReplayOut(fromBlock=body.fromBlock, cursors=done)
+
+
+@router.post("/monitoring/anomalies/{anomaly_id}/ack", response_model=AnomalyOut)
+async def acknowledge_anomaly(
+    anomaly_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: AnomalyAckIn,
+    session: Session,
+    admin: Admin,
+) -> AnomalyOut:
+    """Acknowledge an anomaly after investigating it: payouts resume once none is open."""
+    row = await monitoring.acknowledge_anomaly(session, anomaly_id, admin.wallet)
+    await audit.record(
+        session,
+        actor=admin.wallet,
+        action="anomaly.acknowledge",
+        target=f"anomaly:{anomaly_id}",
+        before={"acknowledged": False},
+        after={"acknowledged": True, "note": body.note},
+    )
+    return AnomalyOut(
+        id=row.id,
+        kind=row.kind,
+        detail=row.detail,
+        txHash=row.log.get("txHash"),
+        inflow=int(row.inflow),
+        outflow=int(row.outflow),
+        acknowledgedBy=row.acknowledged_by,
+    )

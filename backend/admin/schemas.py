@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.core.security import Role
-from backend.core.types import Text, Wallet
+from backend.core.types import Text, Wallet, WeiStr
 
 
 class FreezeIn(BaseModel):
@@ -91,3 +91,30 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEntry]
     nextCursor: int | None
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fromBlock: int = Field(ge=0, le=2**62, description="First block to ingest again")
+
+
+class ReplayOut(BaseModel):
+    fromBlock: int
+    cursors: list[str] = Field(description="What was rewound (and any halt cleared)")
+
+
+class AnomalyAckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Text = Field(min_length=1, max_length=1000, description="What the operator found")
+
+
+class AnomalyOut(BaseModel):
+    id: int
+    kind: str
+    detail: str
+    txHash: str | None
+    inflow: WeiStr
+    outflow: WeiStr
+    acknowledgedBy: str | None

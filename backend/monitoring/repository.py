@@ -60,3 +60,15 @@ async def events_page(
     if to_block is not None:
         query = query.where(ChainEvent.block_number <= to_block)
     return list(await session.scalars(query))
+
+
+async def anomaly_for_update(session: AsyncSession, anomaly_id: int) -> Anomaly | None:
+    return await session.get(Anomaly, anomaly_id, with_for_update=True)
+
+
+async def open_anomalies(session: AsyncSession) -> list[Anomaly]:
+    return list(
+        await session.scalars(
+            select(Anomaly).where(Anomaly.acknowledged_at.is_(None)).order_by(Anomaly.id)
+        )
+    )

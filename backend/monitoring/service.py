@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import ChainEvent
+from backend.models import Anomaly, ChainEvent
 from backend.monitoring import repository as repo
+from backend.monitoring.errors import AnomalyAcknowledged, AnomalyNotFound
 
 
 async def confirmed_block(session: AsyncSession) -> tuple[int, int]:
@@ -86,3 +88,20 @@ async def resume_listener(
         done.append(f"{cursor.id}: resumed after block {block} (was: {cursor.halted_reason})")
         cursor.halted_reason, cursor.halted_at = None, None
     return done
+
+
+async def acknowledge_anomaly(session: AsyncSession, anomaly_id: int, actor: str) -> Anomaly:
+    """Mark an anomaly investigated (once); payouts resume when none is left open."""
+    row = await repo.anomaly_for_update(session, anomaly_id)
+    if row is None:
+        raise AnomalyNotFound(f"no anomaly {anomaly_id}")
+    if row.acknowledged_at is not None:
+        raise AnomalyAcknowledged(f"anomaly {anomaly_id} was acknowledged by {row.acknowledged_by}")
+    row.acknowledged_at = datetime.now(UTC)
+    row.acknowledged_by = actor
+    return row
+
+
+async def anomalies_open(session: AsyncSession) -> list[Anomaly]:
+    """Anomalies not acknowledged yet, oldest first."""
+    return await repo.open_anomalies(session)

@@ -57,6 +57,8 @@ ROUTES = {
     ("POST", "/admin/config"): ADMIN,
     ("POST", "/admin/roles"): ADMIN,
     ("POST", "/pool/manual-placement"): ADMIN,
+    ("POST", "/monitoring/replay-events"): ADMIN,
+    ("POST", "/monitoring/anomalies/{anomaly_id}/ack"): ADMIN,
 }
 
 
