@@ -45,7 +45,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 if got:
                     break
                 log.info("listener standby: another copy is active")
-                await _sleep(stop, 5)
+                await _sleep(stop, settings.listener_standby_poll_seconds)
             sync.generation = await take_generation(sync)
             log.info(
                 "listener active", contract=settings.contract_address, generation=sync.generation

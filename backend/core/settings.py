@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # Which blocks are final: "tag" asks the node (`finalized`: BSC's fast finality, any
     # post-merge chain); "depth" counts `confirmations` below the head (the devnet and tests).
     listener_finality: Literal["depth", "tag"] = "depth"
+    # How often a standby listener tries to take the leader's lock (its takeover time).
+    listener_standby_poll_seconds: float = Field(default=2.0, gt=0)
     listener_max_lag_blocks: int = Field(default=20, ge=0)  # beyond the confirmation depth
     log_json: bool = True
 
