@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 
 from backend.chain.events import EventDecoder
+from backend.chain.rpc import AdaptiveRange, RpcClient
 from backend.core.db import unit_of_work
 from backend.core.logging import log
 from backend.ledger import anomalies
@@ -74,6 +75,7 @@ class ChainSync:
         max_range: int = 2_000,
         finality: str = "depth",
         generation: int | None = None,
+        rpc: RpcClient | None = None,
     ) -> None:
         self.sessions = sessions
         self.w3 = w3
@@ -86,6 +88,9 @@ class ChainSync:
             raise ValueError(f"finality must be 'depth' or 'tag', not {finality!r}")
         self.finality = finality
         self.generation = generation
+        # Logs come raw from the node (no web3 formatters), in adaptive spans, with failover.
+        self.rpc = rpc or RpcClient([str(getattr(w3.provider, "endpoint_uri", ""))])
+        self.ranges = AdaptiveRange(maximum=max_range)
         self.decoder = EventDecoder(w3, self.contract)
         self.sync_id = f"{chain_id}:{self.contract}"
 
@@ -214,29 +219,35 @@ class ChainSync:
             LAST_BLOCK.set(end)
 
     async def _ingest(self, session: AsyncSession, start: int, end: int) -> int:
-        logs = await self.w3.eth.get_logs(
-            {"address": self.contract, "fromBlock": start, "toBlock": end}
-        )
+        raw_logs = await self.rpc.logs_in_ranges(self.contract, start, end, self.ranges)
         block_ts: dict[int, int] = {}
         settled = 0
-        for entry in sorted(logs, key=lambda x: (x["blockNumber"], x["logIndex"])):
-            decoded = self.decoder.decode(entry)
+        # One transaction's events are applied together: if one of them is unexpected, none
+        # is (a stolen batch's lines and its BatchExecuted all become anomalies).
+        stored: list[list[ChainEvent]] = []
+        for raw in sorted(
+            raw_logs, key=lambda x: (int(x["blockNumber"], 16), int(x["logIndex"], 16))
+        ):
+            if raw.get("removed"):
+                continue
+            decoded = self.decoder.decode_raw(raw)
             if decoded is None:
                 continue
             name, args = decoded
-            number = int(entry["blockNumber"])
+            number = int(raw["blockNumber"], 16)
             if number not in block_ts:
-                block_ts[number] = int((await self.w3.eth.get_block(number))["timestamp"])
+                header = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
+                block_ts[number] = int(header["timestamp"], 16)
             event_id = await session.scalar(
                 insert(ChainEvent)
                 .values(
                     chain_id=self.chain_id,
                     contract=self.contract,
                     block_number=number,
-                    block_hash=entry["blockHash"].to_0x_hex(),
+                    block_hash=raw["blockHash"],
                     block_timestamp=block_ts[number],
-                    tx_hash=entry["transactionHash"].to_0x_hex(),
-                    log_index=int(entry["logIndex"]),
+                    tx_hash=raw["transactionHash"],
+                    log_index=int(raw["logIndex"], 16),
                     name=name,
                     args=args,
                 )
@@ -248,15 +259,29 @@ class ChainSync:
             event = await session.get(ChainEvent, event_id)
             if event is None:
                 raise RuntimeError(f"chain event {event_id} vanished after its insert")
-            try:
-                async with session.begin_nested():
-                    await apply_event(session, event)
-            except UnexpectedEvent as exc:
-                # The savepoint undid whatever the handler wrote; the event stays, as an anomaly.
-                event.error = exc.reason
-                await anomalies.record(session, event, str(exc))
-            event.processed_at = datetime.now(UTC)
-            EVENTS_SETTLED.labels(name).inc()
-            log.info("event settled", name=name, block=number, tx=event.tx_hash)
-            settled += 1
+            if stored and stored[-1][0].tx_hash == event.tx_hash:
+                stored[-1].append(event)
+            else:
+                stored.append([event])
+        for group in stored:
+            settled += await self._apply_transaction(session, group)
         return settled
+
+    async def _apply_transaction(self, session: AsyncSession, events: list[ChainEvent]) -> int:
+        """Apply one transaction's new events in a savepoint; an unexpected one turns them
+        all into anomalies, with nothing of them in the ledger."""
+        try:
+            async with session.begin_nested():
+                for event in events:
+                    await apply_event(session, event)
+        except UnexpectedEvent as exc:
+            for event in events:
+                culprit = event.id == exc.event_id
+                event.error = exc.reason if culprit else f"in a transaction with: {exc}"
+                await anomalies.record(session, event, str(exc) if culprit else event.error)
+        now = datetime.now(UTC)
+        for event in events:
+            event.processed_at = now
+            EVENTS_SETTLED.labels(event.name).inc()
+            log.info("event settled", name=event.name, block=event.block_number, tx=event.tx_hash)
+        return len(events)

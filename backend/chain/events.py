@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from eth_utils import event_abi_to_log_topic
+from hexbytes import HexBytes
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
+from web3.datastructures import AttributeDict
 from web3.types import LogReceipt
 
 from backend.chain.artifacts import load_artifact
@@ -35,6 +37,22 @@ class EventDecoder:
             for item in abi
             if item["type"] == "event"
         }
+
+    def decode_raw(self, raw: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """`decode` for a log as the node's JSON has it (hex strings), from `RpcClient`."""
+        log = AttributeDict(
+            {
+                "address": raw["address"],
+                "topics": [HexBytes(t) for t in raw["topics"]],
+                "data": HexBytes(raw["data"]),
+                "blockHash": HexBytes(raw["blockHash"]),
+                "blockNumber": int(raw["blockNumber"], 16),
+                "transactionHash": HexBytes(raw["transactionHash"]),
+                "transactionIndex": int(raw["transactionIndex"], 16),
+                "logIndex": int(raw["logIndex"], 16),
+            }
+        )
+        return self.decode(log)  # type: ignore[arg-type]
 
     def decode(self, log: LogReceipt) -> tuple[str, dict[str, Any]] | None:
         """(event name, args) for a log of the contract; None for an unknown topic."""
