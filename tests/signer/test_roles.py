@@ -29,9 +29,9 @@ from signer.service import SigningService
 from tests.fixtures.flows import sponsor_chain
 from tests.fixtures.wallets import mine
 from tests.signer.conftest import ETHER, owner_dsn
-from tests.signer.ledger_rows import LedgerRows, new_address
+from tests.signer.ledger_rows import LedgerRows
 
-ATTACKER = new_address()
+ATTACKER = "0x000000000000000000000000000000000000dEaD"  # fixed: test ids must not vary
 
 
 def as_role(database_url: str, role: str) -> str:
