@@ -64,11 +64,14 @@ def main() -> None:
     link = mutants / "node_modules"  # Anvil and the compiler, where the copied code looks
     if not link.exists():
         link.symlink_to(REPO_ROOT / "node_modules")
-    subprocess.run(
+    run = subprocess.run(
         [str(MUTMUT), "run", "--max-children", str(args.children), f"{args.module}.*"],
         cwd=REPO_ROOT,
         check=False,
     )
+    if run.returncode != 0:
+        # No score from a failed run: mutmut stops when the unmutated suite fails.
+        raise SystemExit(f"mutmut run failed (exit {run.returncode}): no score recorded")
     counts = results(args.module)
     for name in survivors(args.module):
         print(f"survived: {name}  (show it: mutmut show {name.split(':')[0]})")
