@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 import httpx
+from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
 
@@ -196,7 +197,14 @@ def test_no_gas_limit_turns_a_payout_into_a_deferral(harness: PoolHarness) -> No
     )
     estimate = h.w3.eth.estimate_gas({"from": h.sender, "to": h.pool.address, "data": data})
     top = estimate + 5_000
-    r = scanner.functions.scan(h.pool.address, data, 1, top).call({"gas": 10**11})
+    # Every gas amount is one sub-call: a long eth_call (about 25 s alone on 2 vCPUs, more
+    # beside a parallel suite), so it gets its own generous HTTP timeout.
+    slow = Web3(Web3.HTTPProvider(h.w3.provider.endpoint_uri, request_kwargs={"timeout": 600}))  # type: ignore[attr-defined]
+    r = (
+        slow.eth.contract(address=scanner.address, abi=scanner.abi)
+        .functions.scan(h.pool.address, data, 1, top)
+        .call({"gas": 10**11})
+    )
     reverted, paid, deferred, last_reverted, first_paid, _ = r
     assert deferred == 0
     assert reverted + paid == top
