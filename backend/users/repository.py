@@ -94,18 +94,23 @@ async def expire_payload(session: AsyncSession, payload_id: int) -> None:
     )
 
 
-async def live_payloads_from(session: AsyncSession, client_ip: str, confirmed_time: int) -> int:
-    """Registration payloads asked from `client_ip` that are unpaid and may still execute."""
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Transaction)
+async def live_payloads_from(
+    session: AsyncSession, client_ip: str, confirmed_time: int, cap: int
+) -> int:
+    """Registration payloads asked from `client_ip` that are unpaid and may still execute,
+    counted up to `cap` (the limit is all the caller needs: the cost stays bounded by it)."""
+    live = (
+        select(Transaction.id)
         .where(
             Transaction.client_ip == client_ip,
             Transaction.kind == PayloadKind.REGISTER,
             Transaction.status == PayloadStatus.PENDING,
             Transaction.deadline >= confirmed_time,
         )
+        .limit(cap)
+        .subquery()
     )
+    count = await session.scalar(select(func.count()).select_from(live))
     return int(count or 0)
 
 

@@ -149,7 +149,9 @@ async def reserve_registration(
             await session.flush()
 
     if client_ip is not None:
-        held = await repo.live_payloads_from(session, client_ip, confirmed_time)
+        held = await repo.live_payloads_from(
+            session, client_ip, confirmed_time, res.settings.max_live_leases_per_ip
+        )
         if held >= res.settings.max_live_leases_per_ip:
             raise TooManyUnpaidLeases(
                 f"{held} unpaid registrations from this address are still live: pay or let "
