@@ -21,12 +21,19 @@ from backend.models.pool import (
     PoolNode,
     SlotLease,
 )
+from backend.models.settlement import (
+    AttemptStatus,
+    ReconciliationReport,
+    SenderAccount,
+    TxAttempt,
+)
 from backend.models.users import Freeze, User, UserBalance, UserRole, UserStatus
 from backend.plan.types import RewardStatus
 
 __all__ = [
     "LIABILITY_STATUSES",
     "Anomaly",
+    "AttemptStatus",
     "AuditLog",
     "AuthNonce",
     "Base",
@@ -46,13 +53,16 @@ __all__ = [
     "PlanVersion",
     "Pool",
     "PoolNode",
+    "ReconciliationReport",
     "RefreshToken",
     "Retopup",
     "Reward",
     "RewardStatus",
     "RoleGrant",
+    "SenderAccount",
     "SlotLease",
     "Transaction",
+    "TxAttempt",
     "User",
     "UserBalance",
     "UserRole",
