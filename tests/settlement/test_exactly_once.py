@@ -9,6 +9,8 @@ the second and third hit of each (a later batch, a bump's attempt).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -91,10 +93,8 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # a child left behind by a dead parent
-        except ProcessLookupError:
-            pass
 
 
 async def unfinished(sessions: async_sessionmaker[AsyncSession]) -> int:
@@ -119,7 +119,7 @@ async def drive(
     """Nudge the worker and let the listener confirm, until everything is settled."""
     while time.monotonic() < deadline:
         service.enqueue(settings.redis_url, "settlement_cycle")
-        time.sleep(1.0)
+        await asyncio.sleep(1.0)
         mine(w3, chain_sync.confirmations)
         await chain_sync.sync_once()
         owed = await rewards_by_status(sessions)
