@@ -18,6 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy.ext.asyncio import AsyncSession
 from web3 import AsyncWeb3
 
+from backend.chain.signer_client import SignerRefused
 from backend.core.db import (
     EIP712_NONCE_SEQ,
     LOCK_PAYOUT_BUILD,
@@ -245,9 +246,15 @@ async def sign_built(
         ids = await repo.batches_in(session, (BatchStatus.BUILT,), limit)
     signed: list[int] = []
     for batch_id in ids:
-        async with unit_of_work(res.sessions) as session:
-            batch = await sign_batch(session, res.signer, batch_id)
-            progress(f"signed batch {batch_id}: digest {batch.digest}")
+        try:
+            async with unit_of_work(res.sessions) as session:
+                batch = await sign_batch(session, res.signer, batch_id)
+                progress(f"signed batch {batch_id}: digest {batch.digest}")
+        except SignerRefused as exc:
+            # The policy may agree later (a released reward's old batch is past its deadline
+            # only by the signer's clock); the batch stays built and is asked again next cycle.
+            log.warning("signer refused a payout batch", batch=batch_id, rule=exc.rule)
+            continue
         failpoint("after_sign_stored")
         signed.append(batch_id)
     return signed
