@@ -3,6 +3,8 @@
 autopool seed              seed the company root, the pools and the plan in force
 autopool payouts run       build, sign and submit one payout batch now, printing each step
 autopool payouts enqueue   ask the settlement worker to do it
+autopool worker            the settlement worker: Dramatiq processes plus the schedule that
+                           sends them a settlement cycle every AUTOPOOL_SETTLEMENT_INTERVAL_SECONDS
 """
 
 from __future__ import annotations
@@ -46,15 +48,67 @@ def _payouts_enqueue() -> None:
     print("enqueued settle_pending on the settlement queue")
 
 
+def _worker(processes: int, threads: int) -> None:
+    """Run `dramatiq backend.payouts.tasks` and, beside it, the schedule: one
+    `settlement_cycle` every interval (any number of these may run: each cycle is safe to run
+    twice, and one sender loop per account runs at a time)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from backend.payouts import service
+
+    settings = get_settings()
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "backend.payouts.tasks",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--queues",
+            service.SETTLEMENT_QUEUE,
+        ],
+        env=os.environ.copy(),
+    )
+
+    def stop(_signum: int, _frame: object) -> None:
+        child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while child.poll() is None:
+            service.enqueue(settings.redis_url, "settlement_cycle")
+            deadline = time.monotonic() + settings.settlement_interval_seconds
+            while child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        if child.poll() is None:
+            child.terminate()
+        child.wait()
+    raise SystemExit(child.returncode)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="autopool", description="Autopool operator console")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("seed", help="seed the company root, pools and plan (idempotent)")
     payouts = commands.add_parser("payouts", help="payout batches")
     payouts.add_argument("action", choices=["run", "enqueue"])
+    worker = commands.add_parser("worker", help="the settlement worker and its schedule")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "seed":
         asyncio.run(_seed())
+    elif args.command == "worker":
+        _worker(args.processes, args.threads)
     elif args.action == "run":
         asyncio.run(_payouts_run())
     else:
