@@ -5,6 +5,7 @@ autopool payouts run       build, sign and submit one payout batch now, printing
 autopool payouts enqueue   ask the settlement worker to do it
 autopool worker            the settlement worker: Dramatiq processes plus the schedule that
                            sends them a settlement cycle every AUTOPOOL_SETTLEMENT_INTERVAL_SECONDS
+                           and a reconciliation every AUTOPOOL_RECONCILIATION_INTERVAL_SECONDS
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def _worker(processes: int, threads: int) -> None:
             "-m",
             "dramatiq",
             "backend.payouts.tasks",
+            "backend.treasury.tasks",
             "--processes",
             str(processes),
             "--threads",
@@ -82,9 +84,13 @@ def _worker(processes: int, threads: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    next_reconciliation = 0.0
     try:
         while child.poll() is None:
             service.enqueue(settings.redis_url, "settlement_cycle")
+            if time.monotonic() >= next_reconciliation:
+                service.enqueue(settings.redis_url, "reconcile_ledger")
+                next_reconciliation = time.monotonic() + settings.reconciliation_interval_seconds
             deadline = time.monotonic() + settings.settlement_interval_seconds
             while child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.2)

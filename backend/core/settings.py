@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     settlement_interval_seconds: float = Field(default=5.0, gt=0)
     settlement_max_batches_per_cycle: int = Field(default=5, ge=1, le=100)
     settlement_max_reverts_per_batch: int = Field(default=3, ge=1)
+    reconciliation_interval_seconds: float = Field(default=60.0, gt=0)
     listener_poll_seconds: float = 1.0
     listener_batch_blocks: int = 2_000
     listener_max_lag_blocks: int = Field(default=20, ge=0)  # beyond the confirmation depth

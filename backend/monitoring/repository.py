@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import Anomaly, BlockchainSync, ChainEvent
+from backend.models import Anomaly, BlockchainSync, ChainEvent, ReconciliationReport
 
 
 async def confirmed_block(session: AsyncSession) -> tuple[int, int]:
@@ -47,3 +47,12 @@ async def events_page(
     if to_block is not None:
         query = query.where(ChainEvent.block_number <= to_block)
     return list(await session.scalars(query))
+
+
+async def reconciliation_reports(session: AsyncSession, limit: int) -> list[ReconciliationReport]:
+    """The newest reconciliation reports (settlement worker's job), newest first."""
+    return list(
+        await session.scalars(
+            select(ReconciliationReport).order_by(ReconciliationReport.id.desc()).limit(limit)
+        )
+    )

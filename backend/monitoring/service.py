@@ -11,7 +11,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import ChainEvent
+from backend.models import ChainEvent, ReconciliationReport
 from backend.monitoring import repository as repo
 
 
@@ -57,3 +57,8 @@ async def events(
     return await repo.events_page(
         session, before_id=cursor, limit=limit, name=name, from_block=from_block, to_block=to_block
     )
+
+
+async def reconciliation_reports(session: AsyncSession, limit: int) -> list[ReconciliationReport]:
+    """The stored results of the reconciliation job, newest first."""
+    return await repo.reconciliation_reports(session, limit)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 from web3 import AsyncWeb3
 
+from backend.chain.artifacts import load_artifact
+from backend.core.logging import log
+from backend.models import ReconciliationReport
 from backend.monitoring import service as monitoring
 from backend.rewards import service as rewards
 from backend.treasury import repository as repo
@@ -35,3 +39,75 @@ async def summary(session: AsyncSession, w3: AsyncWeb3[Any], contract: str) -> T
         ledger_difference=ledger_diff,
         balanced=chain_diff == 0 and ledger_diff == 0,
     )
+
+
+RECONCILIATION_DIFFERENCE = Gauge(
+    "autopool_reconciliation_difference_wei",
+    "Contract balance − surplus − ledger liabilities at the last reconciliation (0 when sound)",
+)
+RECONCILIATION_MISMATCHES = Gauge(
+    "autopool_reconciliation_recipient_mismatches",
+    "Recipients whose on-chain payouts differ from their settled rewards",
+)
+
+
+async def contract_surplus(w3: AsyncWeb3[Any], contract: str, block: int) -> int:
+    """The contract's own view of BNB held beyond what its events account for."""
+    autopool = w3.eth.contract(
+        address=AsyncWeb3.to_checksum_address(contract), abi=load_artifact("AutoPool")["abi"]
+    )
+    return int(await autopool.functions.surplus().call(block_identifier=block))
+
+
+async def reconcile(
+    session: AsyncSession, w3: AsyncWeb3[Any], contract: str
+) -> ReconciliationReport:
+    """The reconciliation job (DESIGN §4): at the listener's last confirmed block, the
+    contract's balance against the ledger's liabilities by bucket, the contract's surplus
+    (BNB no event accounts for: forced, pre-funded, bounced) reported apart from a deficit, and
+    each recipient's on-chain payouts against its settled rewards. Stored; a difference raises
+    an alert (metric and error log)."""
+    block, _ = await monitoring.confirmed_block(session)
+    block = max(block, 0)
+    owed = await rewards.liabilities(session)
+    total = sum(owed.values())
+    address = AsyncWeb3.to_checksum_address(contract)
+    balance = int(await w3.eth.get_balance(address, block))
+    surplus = await contract_surplus(w3, contract, block)
+    # A surplus explains balance beyond the liabilities; it can never hide a deficit, because
+    # it is subtracted first: what remains must equal the liabilities exactly.
+    difference = balance - surplus - total
+    on_chain = await repo.paid_on_chain_by_recipient(session)
+    settled = await repo.settled_by_recipient(session)
+    mismatches = [
+        {"recipient": r, "onChain": str(on_chain.get(r, 0)), "settled": str(settled.get(r, 0))}
+        for r in sorted(set(on_chain) | set(settled))
+        if on_chain.get(r, 0) != settled.get(r, 0)
+    ]
+    report = ReconciliationReport(
+        block_number=block,
+        contract_balance=balance,
+        liabilities=total,
+        buckets={k: str(v) for k, v in owed.items()},
+        surplus=surplus,
+        deficit=max(0, -difference),
+        difference=difference,
+        recipient_mismatches=mismatches,
+        surplus_credited=0,
+        ok=difference == 0 and not mismatches,
+    )
+    repo.add_report(session, report)
+    await session.flush()
+    RECONCILIATION_DIFFERENCE.set(difference)
+    RECONCILIATION_MISMATCHES.set(len(mismatches))
+    if not report.ok:
+        log.error(
+            "reconciliation difference",
+            block=block,
+            difference=str(difference),
+            surplus=str(surplus),
+            mismatches=len(mismatches),
+        )
+    elif surplus:
+        log.warning("contract surplus (not a deficit)", block=block, surplus=str(surplus))
+    return report
