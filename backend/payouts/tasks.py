@@ -49,11 +49,15 @@ async def settle_pending() -> None:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=5, min_backoff=2_000)
-async def build_batches(created_by: str = "worker") -> None:
-    """Build batches now (an admin's request), then sign and send them."""
+async def build_batches(created_by: str = "worker", only_user: int = 0) -> None:
+    """Build batches now (an admin's request, or one participant's withdrawal when
+    `only_user` is set), then sign and send them."""
     res = await worker_resources()
     await service.build_batches(
-        res, created_by=created_by, limit=res.settings.settlement_max_batches_per_cycle
+        res,
+        created_by=created_by,
+        limit=res.settings.settlement_max_batches_per_cycle,
+        only_users=[only_user] if only_user else None,
     )
     sign_batch.send(0)
 
