@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     settlement_max_batches_per_cycle: int = Field(default=5, ge=1, le=100)
     settlement_max_reverts_per_batch: int = Field(default=3, ge=1)
     reconciliation_interval_seconds: float = Field(default=60.0, gt=0)
+    # Treasury transfers: M (required approvals) of the N approver wallets (JSON list in env).
+    treasury_approvers: list[str] = Field(default_factory=list)
+    treasury_required_approvals: int = Field(default=2, ge=1)
     listener_poll_seconds: float = 1.0
     listener_batch_blocks: int = 2_000
     listener_max_lag_blocks: int = Field(default=20, ge=0)  # beyond the confirmation depth

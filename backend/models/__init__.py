@@ -25,6 +25,8 @@ from backend.models.settlement import (
     AttemptStatus,
     ReconciliationReport,
     SenderAccount,
+    TransferStatus,
+    TreasuryTransfer,
     TxAttempt,
 )
 from backend.models.users import Freeze, User, UserBalance, UserRole, UserStatus
@@ -62,6 +64,8 @@ __all__ = [
     "SenderAccount",
     "SlotLease",
     "Transaction",
+    "TransferStatus",
+    "TreasuryTransfer",
     "TxAttempt",
     "User",
     "UserBalance",

@@ -104,3 +104,29 @@ class ReconciliationReport(Base):
     surplus_credited: Mapped[int] = mapped_column(Wei, default=0)
     ok: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[CreatedAt]
+
+
+class TransferStatus(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    """M approvals reached: handed to the settlement worker as a company payout."""
+
+
+class TreasuryTransfer(Base):
+    """A transfer of the company's pending rewards out of the contract, executed as a company
+    payout once `treasury_required_approvals` of the configured approvers agreed."""
+
+    __tablename__ = "treasury_transfers"
+    __table_args__ = (
+        CheckConstraint(one_of("status", TransferStatus), name="status"),
+        CheckConstraint("amount > 0", name="amount"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    amount: Mapped[int] = mapped_column(Wei)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=TransferStatus.PROPOSED)
+    proposed_by: Mapped[str] = mapped_column(Address)
+    approvals: Mapped[list[str]] = mapped_column(JSONB)
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import ChainEvent, ReconciliationReport, Reward, RewardStatus, User
+from backend.models import (
+    ChainEvent,
+    ReconciliationReport,
+    Reward,
+    RewardStatus,
+    TreasuryTransfer,
+    User,
+)
 from backend.models.base import Wei
 
 INFLOW_EVENTS = ("RegistrationAccepted", "RetopupCompleted")
@@ -49,3 +56,18 @@ async def settled_by_recipient(session: AsyncSession) -> dict[str, int]:
 
 def add_report(session: AsyncSession, report: ReconciliationReport) -> None:
     session.add(report)
+
+
+async def user_id_of(session: AsyncSession, wallet: str) -> int | None:
+    value = await session.scalar(select(User.id).where(func.lower(User.wallet) == wallet.lower()))
+    return None if value is None else int(value)
+
+
+async def transfer_for_update(session: AsyncSession, transfer_id: int) -> TreasuryTransfer | None:
+    return await session.get(
+        TreasuryTransfer, transfer_id, with_for_update=True, populate_existing=True
+    )
+
+
+def add_transfer(session: AsyncSession, transfer: TreasuryTransfer) -> None:
+    session.add(transfer)

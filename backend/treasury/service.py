@@ -3,18 +3,29 @@ the ledger's liabilities (DESIGN §4). Every figure comes from the chain or the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 from web3 import AsyncWeb3
 
 from backend.chain.artifacts import load_artifact
 from backend.core.logging import log
-from backend.models import ReconciliationReport
+from backend.core.settings import Settings
+from backend.models import ReconciliationReport, TransferStatus, TreasuryTransfer
 from backend.monitoring import service as monitoring
 from backend.rewards import service as rewards
 from backend.treasury import repository as repo
+from backend.treasury.errors import (
+    AlreadyApproved,
+    InsufficientCompanyBalance,
+    NotAnApprover,
+    TransferNotFound,
+    TransferWrongState,
+)
 from backend.treasury.schemas import Liabilities, TreasurySummary
 
 
@@ -111,3 +122,84 @@ async def reconcile(
     elif surplus:
         log.warning("contract surplus (not a deficit)", block=block, surplus=str(surplus))
     return report
+
+
+# ----------------------------------------------------------------------- transfers (M of N)
+
+
+def _approver(settings: Settings, wallet: str) -> str:
+    approvers = {a.lower() for a in settings.treasury_approvers}
+    if wallet.lower() not in approvers:
+        raise NotAnApprover(f"{wallet} is not one of the configured treasury approvers")
+    return AsyncWeb3.to_checksum_address(wallet)
+
+
+async def _company(session: AsyncSession, settings: Settings) -> int:
+    company = await repo.user_id_of(session, settings.company_wallet)
+    if company is None:
+        raise InsufficientCompanyBalance("the company root is not seeded")
+    return company
+
+
+async def propose_transfer(
+    session: AsyncSession, settings: Settings, proposer: str, amount: int, reason: str
+) -> TreasuryTransfer:
+    """A transfer of `amount` of the company's pending rewards, approved by its proposer. It
+    executes (as a company payout) once `treasury_required_approvals` approvers agreed."""
+    wallet = _approver(settings, proposer)
+    company = await _company(session, settings)
+    balance = await rewards.balance(session, company)
+    pending = int(balance.pending) if balance else 0
+    if amount > pending:
+        raise InsufficientCompanyBalance(
+            f"the company has {pending} wei pending", pending=str(pending)
+        )
+    transfer = TreasuryTransfer(
+        amount=amount,
+        reason=reason,
+        status=TransferStatus.PROPOSED,
+        proposed_by=wallet,
+        approvals=[wallet],
+    )
+    repo.add_transfer(session, transfer)
+    await session.flush()
+    return transfer
+
+
+async def approve_transfer(
+    session: AsyncSession, settings: Settings, approver: str, transfer_id: int
+) -> tuple[TreasuryTransfer, int | None]:
+    """Add an approval. Returns the transfer and, when this approval reached the threshold,
+    the company's user id to pay out (the caller hands it to the settlement worker)."""
+    wallet = _approver(settings, approver)
+    transfer = await repo.transfer_for_update(session, transfer_id)
+    if transfer is None:
+        raise TransferNotFound(f"no treasury transfer {transfer_id}")
+    if transfer.status != TransferStatus.PROPOSED:
+        raise TransferWrongState(f"transfer {transfer_id} is {transfer.status}")
+    if wallet in transfer.approvals:
+        raise AlreadyApproved(f"{wallet} approved transfer {transfer_id} already")
+    transfer.approvals = [*transfer.approvals, wallet]
+    transfer.updated_at = datetime.now(UTC)
+    if len(transfer.approvals) < settings.treasury_required_approvals:
+        return transfer, None
+    transfer.status = TransferStatus.APPROVED
+    return transfer, await _company(session, settings)
+
+
+def enqueue_company_payout(redis_url: str, company_id: int, transfer_id: int) -> None:
+    """Nudge the settlement worker's `build_batches` for the company (queue `settlement`; the
+    payouts domain's actor, named here because treasury may not import payouts)."""
+    broker = RedisBroker(url=redis_url)  # type: ignore[no-untyped-call]
+    try:
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name="settlement",
+                actor_name="build_batches",
+                args=(f"treasury:{transfer_id}", company_id),
+                kwargs={},
+                options={},
+            )
+        )
+    finally:
+        broker.close()
