@@ -44,6 +44,8 @@ ROUTES = {
     ("GET", "/pool/{level}/queue"): PARTICIPANT,
     ("GET", "/pool/{level}/nodes"): PARTICIPANT,
     ("GET", "/rewards/pending"): PARTICIPANT,
+    ("POST", "/users/withdraw"): PARTICIPANT,
+    ("GET", "/monitoring/reconciliation"): READER,
     ("GET", "/payouts"): READER,
     ("GET", "/payouts/{batch_id}"): READER,
     ("GET", "/admin/logs"): READER,
@@ -57,6 +59,7 @@ ROUTES = {
     ("POST", "/admin/config"): ADMIN,
     ("POST", "/admin/roles"): ADMIN,
     ("POST", "/pool/manual-placement"): ADMIN,
+    ("POST", "/treasury/transfer"): ADMIN,
 }
 
 
