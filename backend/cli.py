@@ -5,6 +5,9 @@ autopool payouts run       build, sign and submit one payout batch now, printing
 autopool payouts enqueue   ask the settlement worker to do it
 autopool listener resume [--from-block N]
                            clear a deep-reorg halt once investigated (docs/operations.md)
+autopool worker            the settlement worker: Dramatiq processes plus the schedule that
+                           sends them a settlement cycle every AUTOPOOL_SETTLEMENT_INTERVAL_SECONDS
+                           and a reconciliation every AUTOPOOL_RECONCILIATION_INTERVAL_SECONDS
 """
 
 from __future__ import annotations
@@ -60,6 +63,58 @@ async def _listener_resume(from_block: int | None) -> None:
     print("\n".join(done) or "the listener is not halted")
 
 
+def _worker(processes: int, threads: int) -> None:
+    """Run `dramatiq backend.payouts.tasks` and, beside it, the schedule: one
+    `settlement_cycle` every interval (any number of these may run: each cycle is safe to run
+    twice, and one sender loop per account runs at a time)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from backend.payouts import service
+
+    settings = get_settings()
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "backend.payouts.tasks",
+            "backend.treasury.tasks",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--queues",
+            service.SETTLEMENT_QUEUE,
+        ],
+        env=os.environ.copy(),
+    )
+
+    def stop(_signum: int, _frame: object) -> None:
+        child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    next_reconciliation = 0.0
+    try:
+        while child.poll() is None:
+            service.enqueue(settings.redis_url, "settlement_cycle")
+            if time.monotonic() >= next_reconciliation:
+                service.enqueue(settings.redis_url, "reconcile_ledger")
+                next_reconciliation = time.monotonic() + settings.reconciliation_interval_seconds
+            deadline = time.monotonic() + settings.settlement_interval_seconds
+            while child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        if child.poll() is None:
+            child.terminate()
+        child.wait()
+    raise SystemExit(child.returncode)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="autopool", description="Autopool operator console")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,11 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     listener = commands.add_parser("listener", help="the chain listener")
     listener.add_argument("action", choices=["resume"])
     listener.add_argument("--from-block", type=int, default=None)
+    worker = commands.add_parser("worker", help="the settlement worker and its schedule")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "seed":
         asyncio.run(_seed())
     elif args.command == "listener":
         asyncio.run(_listener_resume(args.from_block))
+    elif args.command == "worker":
+        _worker(args.processes, args.threads)
     elif args.action == "run":
         asyncio.run(_payouts_run())
     else:

@@ -186,9 +186,8 @@ def main() -> None:
         )
         started = time.perf_counter()
         register_all(w3, pool, args.registrations, company)
-        print(
-            f"{args.registrations:,} registrations on Anvil in {time.perf_counter() - started:.1f} s"
-        )
+        took = time.perf_counter() - started
+        print(f"{args.registrations:,} registrations on Anvil in {took:.1f} s")
         asyncio.run(admin(f'CREATE DATABASE "{db_name}"'))
         subprocess.run(
             [sys.executable, "-m", "alembic", "upgrade", "head"],
@@ -203,17 +202,15 @@ def main() -> None:
         getlogs = events / f["getlogs_s"]
         raw = events / f["raw_s"]
         regs = args.registrations / f["ledger_s"]
+        print(f"blocks 0..{head}: {events:,.0f} events ({args.registrations:,} registrations)")
+        print(f"getLogs (raw, adaptive): {f['getlogs_s']:.2f} s  {getlogs:,.0f} events/s")
         print(
-            f"blocks 0..{head}: {events:,.0f} contract events ({args.registrations:,} registrations)"
+            f"raw ingest (decode+store): {f['raw_s']:.2f} s  {raw:,.0f} events/s  "
+            f"({raw / getlogs:.2f}x getLogs)"
         )
         print(
-            f"getLogs (raw client, adaptive spans): {f['getlogs_s']:.2f} s  {getlogs:,.0f} events/s"
-        )
-        print(
-            f"raw ingest (decode + store):          {f['raw_s']:.2f} s  {raw:,.0f} events/s  ({raw / getlogs:.2f}x getLogs)"
-        )
-        print(
-            f"full ledger (per-event settlement):   {f['ledger_s']:.2f} s  {regs:,.0f} registrations/s  ({regs / getlogs:.3f}x getLogs)"
+            f"full ledger (per event): {f['ledger_s']:.2f} s  {regs:,.0f} registrations/s  "
+            f"({regs / getlogs:.3f}x getLogs)"
         )
         print(
             f"raw_events_per_s={raw:.0f} registrations_per_s={regs:.0f} "

@@ -136,7 +136,8 @@ _RULES: tuple[tuple[type[ChainError], re.Pattern[str]], ...] = tuple(
         # low. Expected nonce to be at least 1 but got 0.", Nethermind "OldNonce", Besu "Nonce
         # too low", OpenEthereum "Transaction nonce is too low"
         (NonceTooLow, r"nonce too low|nonce is too low|OldNonce"),
-        (NonceTooHigh, r"nonce too high|NonceGap"),
+        # geth's ErrFutureReplacePending: a gapped nonce may not replace a pending one
+        (NonceTooHigh, r"nonce too high|NonceGap|future transaction tries to replace pending"),
         # replacement underpriced — geth/BSC/Erigon/Anvil "replacement transaction
         # underpriced", Hardhat "Replacement transaction underpriced. A gasPrice/maxFeePerGas
         # of at least N is necessary ...", OpenEthereum "... There is another transaction with
@@ -172,7 +173,8 @@ _RULES: tuple[tuple[type[ChainError], re.Pattern[str]], ...] = tuple(
         (
             InvalidTransaction,
             r"intrinsic gas too low|requires at least \d+ gas|exceeds block "
-            r"gas limit|invalid sender|invalid signature|oversized data|negative value|gas uint64 "
+            r"gas limit|transaction gas limit too high|exceeds max transaction gas limit|"
+            r"invalid sender|invalid signature|oversized data|negative value|gas uint64 "
             r"overflow|SenderIsContract|GasLimitExceeded",
         ),
         (RateLimited, r"rate limit|too many requests|exceeded .*(capacity|quota)|429"),

@@ -33,6 +33,26 @@ class Settings(BaseSettings):
     signer_token: SecretStr = SecretStr("")
     # The settlement sender only pays gas; it cannot move pool funds without a signed batch.
     settlement_sender_key: SecretStr = SecretStr("")
+    # settlement (docs/settlement.md): batch sizing by gas, fee policy, worker schedule.
+    # Gas ceiling per batch transaction: below the block's limit and BSC's per-tx cap (2^24).
+    settlement_gas_ceiling: int = Field(default=15_000_000, ge=500_000, lt=2**24)
+    settlement_batch_base_gas: int = Field(default=100_000, ge=21_000)
+    settlement_line_gas: int = Field(default=16_000, ge=1)  # a line to an existing account
+    settlement_new_account_gas: int = Field(default=25_000, ge=0)  # more for an empty account
+    settlement_hostile_line_gas: int = Field(default=48_700, ge=0)  # a stipend-burning recipient
+    # Share of a batch's lines (bps) given room to turn hostile after signing, on top.
+    settlement_hostile_reserve_bps: int = Field(default=1_000, ge=0, le=10_000)
+    settlement_bump_after_blocks: int = Field(default=3, ge=1)
+    settlement_bump_bps: int = Field(default=1_250, ge=1_250, le=100_000)  # >= 12.5%
+    settlement_max_gas_price_wei: int = Field(default=100 * 10**9, ge=1)
+    settlement_min_gas_price_wei: int = Field(default=0, ge=0)
+    settlement_interval_seconds: float = Field(default=5.0, gt=0)
+    settlement_max_batches_per_cycle: int = Field(default=5, ge=1, le=100)
+    settlement_max_reverts_per_batch: int = Field(default=3, ge=1)
+    reconciliation_interval_seconds: float = Field(default=60.0, gt=0)
+    # Treasury transfers: M (required approvals) of the N approver wallets (JSON list in env).
+    treasury_approvers: list[str] = Field(default_factory=list)
+    treasury_required_approvals: int = Field(default=2, ge=1)
     listener_poll_seconds: float = 1.0
     listener_batch_blocks: int = 2_000
     # Which blocks are final: "tag" asks the node (`finalized`: BSC's fast finality, any

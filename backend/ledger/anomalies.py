@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.events import STAFF, publish
@@ -77,15 +77,3 @@ async def record(session: AsyncSession, event: ChainEvent, detail: str) -> Anoma
     )
     return anomaly
 
-
-async def unaccounted(session: AsyncSession) -> tuple[int, int]:
-    """(Σ inflow, Σ outflow) of every anomaly: what the contract moved outside the ledger."""
-    row = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(Anomaly.inflow), 0),
-                func.coalesce(func.sum(Anomaly.outflow), 0),
-            )
-        )
-    ).one()
-    return int(row[0]), int(row[1])

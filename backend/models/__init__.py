@@ -21,12 +21,21 @@ from backend.models.pool import (
     PoolNode,
     SlotLease,
 )
+from backend.models.settlement import (
+    AttemptStatus,
+    ReconciliationReport,
+    SenderAccount,
+    TransferStatus,
+    TreasuryTransfer,
+    TxAttempt,
+)
 from backend.models.users import Freeze, User, UserBalance, UserRole, UserStatus
 from backend.plan.types import RewardStatus
 
 __all__ = [
     "LIABILITY_STATUSES",
     "Anomaly",
+    "AttemptStatus",
     "AuditLog",
     "AuthNonce",
     "Base",
@@ -47,13 +56,18 @@ __all__ = [
     "PlanVersion",
     "Pool",
     "PoolNode",
+    "ReconciliationReport",
     "RefreshToken",
     "Retopup",
     "Reward",
     "RewardStatus",
     "RoleGrant",
+    "SenderAccount",
     "SlotLease",
     "Transaction",
+    "TransferStatus",
+    "TreasuryTransfer",
+    "TxAttempt",
     "User",
     "UserBalance",
     "UserRole",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -72,6 +73,8 @@ class PayoutLine(Base):
     __table_args__ = (
         UniqueConstraint("batch_id", "user_id", name="uq_payout_lines_batch_user"),
         CheckConstraint(one_of("status", LineStatus), name="status"),
+        # The listener finds a line by (batch, recipient) for every PayoutExecuted event.
+        Index("ix_payout_lines_batch_recipient", "batch_id", "recipient"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

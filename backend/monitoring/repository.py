@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import Anomaly, BlockchainSync, ChainEvent
+from backend.models import Anomaly, BlockchainSync, ChainEvent, ReconciliationReport
 
 
 async def confirmed_block(session: AsyncSession) -> tuple[int, int]:
@@ -72,3 +72,25 @@ async def open_anomalies(session: AsyncSession) -> list[Anomaly]:
             select(Anomaly).where(Anomaly.acknowledged_at.is_(None)).order_by(Anomaly.id)
         )
     )
+
+
+async def reconciliation_reports(session: AsyncSession, limit: int) -> list[ReconciliationReport]:
+    """The newest reconciliation reports (settlement worker's job), newest first."""
+    return list(
+        await session.scalars(
+            select(ReconciliationReport).order_by(ReconciliationReport.id.desc()).limit(limit)
+        )
+    )
+
+
+async def anomaly_flows(session: AsyncSession) -> tuple[int, int]:
+    """(Σ inflow, Σ outflow) of every anomaly: BNB the contract moved outside the ledger."""
+    row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(Anomaly.inflow), 0),
+                func.coalesce(func.sum(Anomaly.outflow), 0),
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])

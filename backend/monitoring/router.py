@@ -4,14 +4,17 @@ dependency the API needs, each with its own status, and answers 503 if one is do
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from backend.chain.signer_client import SignerClient
-from backend.core.deps import ResourcesDep
+from backend.core.deps import Reader, ResourcesDep, Session
+from backend.core.types import WeiStr
 from backend.core.wiring import Resources
 from backend.monitoring import service
 
@@ -88,3 +91,50 @@ async def ready(res: ResourcesDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ok" if ok else "degraded", "checks": checks}, 200 if ok else 503
     )
+
+
+class ReconciliationOut(BaseModel):
+    """One reconciliation: contract balance against ledger liabilities by bucket, the
+    contract's surplus apart from any deficit, and per-recipient payout mismatches."""
+
+    id: int
+    block: int
+    contractBalance: WeiStr
+    liabilities: WeiStr
+    buckets: dict[str, WeiStr]
+    surplus: WeiStr
+    deficit: WeiStr
+    difference: int
+    recipientMismatches: list[dict[str, str]]
+    ok: bool
+    createdAt: datetime
+
+
+class ReconciliationPage(BaseModel):
+    latest: ReconciliationOut | None
+    items: list[ReconciliationOut]
+
+
+@router.get("/monitoring/reconciliation", response_model=ReconciliationPage)
+async def reconciliation(
+    session: Session, _: Reader, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> ReconciliationPage:
+    """The reconciliation job's stored results, newest first (auditor, operator, admin)."""
+    rows = await service.reconciliation_reports(session, limit)
+    items = [
+        ReconciliationOut(
+            id=r.id,
+            block=r.block_number,
+            contractBalance=int(r.contract_balance),
+            liabilities=int(r.liabilities),
+            buckets={k: int(v) for k, v in r.buckets.items()},
+            surplus=int(r.surplus),
+            deficit=int(r.deficit),
+            difference=int(r.difference),
+            recipientMismatches=r.recipient_mismatches,
+            ok=r.ok,
+            createdAt=r.created_at,
+        )
+        for r in rows
+    ]
+    return ReconciliationPage(latest=items[0] if items else None, items=items)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import Anomaly, ChainEvent
+from backend.models import Anomaly, ChainEvent, ReconciliationReport
 from backend.monitoring import repository as repo
 from backend.monitoring.errors import AnomalyAcknowledged, AnomalyNotFound
 
@@ -105,3 +105,14 @@ async def acknowledge_anomaly(session: AsyncSession, anomaly_id: int, actor: str
 async def anomalies_open(session: AsyncSession) -> list[Anomaly]:
     """Anomalies not acknowledged yet, oldest first."""
     return await repo.open_anomalies(session)
+
+
+async def reconciliation_reports(session: AsyncSession, limit: int) -> list[ReconciliationReport]:
+    """The stored results of the reconciliation job, newest first."""
+    return await repo.reconciliation_reports(session, limit)
+
+
+async def anomaly_flows(session: AsyncSession) -> tuple[int, int]:
+    """(Σ inflow, Σ outflow) the anomalies moved: reconciliation counts them beside the
+    liabilities, so the books balance to the wei while they are investigated."""
+    return await repo.anomaly_flows(session)

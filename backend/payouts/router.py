@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from backend.audit import service as audit
+from backend.core.db import after_commit
 from backend.core.deps import Operator, Reader, ResourcesDep, Session
 from backend.core.types import NAME_PATTERN
 from backend.models import PayoutBatch, PayoutLine
@@ -88,67 +89,64 @@ async def build_batch(
     return _out(batch, lines)
 
 
-@router.post("/{batch_id}/sign", response_model=BatchOut)
+def _nudge(session: Session, res: ResourcesDep, actor: str, *args: int) -> None:
+    """Enqueue `actor` for the settlement worker once this request's transaction commits."""
+    url = res.settings.redis_url
+    after_commit(session, lambda: service.enqueue(url, actor, *args))
+
+
+@router.post("/{batch_id}/sign", response_model=BatchOut, status_code=202)
 async def sign_batch(
     batch_id: BatchId, session: Session, res: ResourcesDep, operator: Operator
 ) -> BatchOut:
-    """Have the signer sign a built batch (409 `batch-wrong-state` from any other state)."""
-    before = (await service.get_batch(session, batch_id))[0].status
-    batch = await service.sign_batch(session, res.signer, batch_id)
+    """Ask the settlement worker to sign a built batch (202 with the batch as it is now; a
+    signed batch is accepted again and left as it is; 409 `batch-wrong-state` otherwise)."""
+    batch = await service.check_signable(session, batch_id)
     await audit.record(
         session,
         actor=operator.wallet,
         action="payout.sign",
         target=f"batch:{batch_id}",
-        before={"status": before},
-        after={"status": batch.status, "digest": batch.digest},
+        before={"status": batch.status},
+        after={"status": batch.status, "enqueued": "sign_batch"},
     )
+    _nudge(session, res, "sign_batch", batch_id)
     return _out(batch)
 
 
-@router.post("/{batch_id}/submit", response_model=BatchOut)
+@router.post("/{batch_id}/submit", response_model=BatchOut, status_code=202)
 async def submit_batch(
     batch_id: BatchId, session: Session, res: ResourcesDep, operator: Operator
 ) -> BatchOut:
-    """Send a signed batch to the chain from the settlement sender."""
-    before = (await service.get_batch(session, batch_id))[0].status
-    batch = await service.submit_batch(
-        session,
-        res.w3,
-        res.abi,
-        res.settings.settlement_sender_key.get_secret_value(),
-        batch_id,
-    )
+    """Ask the settlement worker to send a signed batch (202 with the batch as it is now). The
+    sender stores the attempt before broadcasting it and tracks it to its receipt."""
+    batch = await service.check_submittable(session, batch_id)
     await audit.record(
         session,
         actor=operator.wallet,
         action="payout.submit",
         target=f"batch:{batch_id}",
-        before={"status": before},
-        after={"status": batch.status, "txHash": batch.tx_hash},
+        before={"status": batch.status},
+        after={"status": batch.status, "enqueued": "send_batches"},
     )
+    _nudge(session, res, "send_batches")
     return _out(batch)
 
 
-@router.post("/{batch_id}/retry", response_model=BatchOut)
+@router.post("/{batch_id}/retry", response_model=BatchOut, status_code=202)
 async def retry_batch(
     batch_id: BatchId, session: Session, res: ResourcesDep, operator: Operator
 ) -> BatchOut:
-    """Send a submitted batch again: the same signed batch, the same account nonce."""
-    before = (await service.get_batch(session, batch_id))[0].status
-    batch = await service.submit_batch(
-        session,
-        res.w3,
-        res.abi,
-        res.settings.settlement_sender_key.get_secret_value(),
-        batch_id,
-    )
+    """Ask the worker to push a submitted batch again: the same signed batch with the same
+    account nonce, re-sent or replaced at a higher fee, never a second nonce."""
+    batch = await service.check_submittable(session, batch_id)
     await audit.record(
         session,
         actor=operator.wallet,
         action="payout.retry",
         target=f"batch:{batch_id}",
-        before={"status": before},
-        after={"status": batch.status, "txHash": batch.tx_hash, "attempts": batch.attempts},
+        before={"status": batch.status},
+        after={"status": batch.status, "attempts": batch.attempts, "enqueued": "send_batches"},
     )
+    _nudge(session, res, "send_batches")
     return _out(batch)

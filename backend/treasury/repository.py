@@ -5,7 +5,14 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.models import ChainEvent
+from backend.models import (
+    ChainEvent,
+    ReconciliationReport,
+    Reward,
+    RewardStatus,
+    TreasuryTransfer,
+    User,
+)
 from backend.models.base import Wei
 
 INFLOW_EVENTS = ("RegistrationAccepted", "RetopupCompleted")
@@ -20,3 +27,47 @@ async def event_sum(session: AsyncSession, names: tuple[str, ...]) -> int:
         )
     )
     return int(total or 0)
+
+
+PAYOUT_EVENTS = ("PayoutExecuted", "PayoutDeferred")
+
+
+async def paid_on_chain_by_recipient(session: AsyncSession) -> dict[str, int]:
+    """Wei sent to (or deferred for) each recipient by executed batches, per confirmed events."""
+    recipient = ChainEvent.args["recipient"].astext
+    rows = await session.execute(
+        select(recipient, func.sum(ChainEvent.args["amount"].astext.cast(Wei)))
+        .where(ChainEvent.name.in_(PAYOUT_EVENTS))
+        .group_by(recipient)
+    )
+    return {str(r).lower(): int(a) for r, a in rows.all()}
+
+
+async def settled_by_recipient(session: AsyncSession) -> dict[str, int]:
+    """Wei of rewards the ledger counts as paid out (paid or claimable) per wallet."""
+    rows = await session.execute(
+        select(User.wallet, func.sum(Reward.amount))
+        .join(User, User.id == Reward.user_id)
+        .where(Reward.status.in_((RewardStatus.PAID, RewardStatus.CLAIMABLE)))
+        .group_by(User.wallet)
+    )
+    return {str(w).lower(): int(a) for w, a in rows.all()}
+
+
+def add_report(session: AsyncSession, report: ReconciliationReport) -> None:
+    session.add(report)
+
+
+async def user_id_of(session: AsyncSession, wallet: str) -> int | None:
+    value = await session.scalar(select(User.id).where(func.lower(User.wallet) == wallet.lower()))
+    return None if value is None else int(value)
+
+
+async def transfer_for_update(session: AsyncSession, transfer_id: int) -> TreasuryTransfer | None:
+    return await session.get(
+        TreasuryTransfer, transfer_id, with_for_update=True, populate_existing=True
+    )
+
+
+def add_transfer(session: AsyncSession, transfer: TreasuryTransfer) -> None:
+    session.add(transfer)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel
 
-from backend.core.db import commit
+from backend.core.db import after_commit, commit
 from backend.core.deps import CurrentUser, ResourcesDep, Session, client_ip
+from backend.core.errors import Conflict
 from backend.core.security import Forbidden, Principal
-from backend.core.types import NAME_PATTERN
+from backend.core.types import NAME_PATTERN, WeiStr
+from backend.rewards import service as rewards
 from backend.users import service
-from backend.users.errors import NotYourData
+from backend.users.errors import NotYourData, UserFrozen, UserNotFound
 from backend.users.schemas import (
     ConfirmIn,
     ConfirmOut,
@@ -131,3 +136,60 @@ async def history(
     return await service.history(
         session, user_id, kind=kind, cursor=cursor, limit=limit, status=status, reward_type=type
     )
+
+
+# ----------------------------------------------------------------------- withdraw (issue 12)
+
+
+class NothingToWithdraw(Conflict):
+    type = "nothing-to-withdraw"
+    title = "No pending rewards to withdraw"
+
+
+class WithdrawOut(BaseModel):
+    """The caller's rewards asked for: `pending` goes out in an immediate batch (or the next
+    cycle's); `batched` is already in a batch on its way."""
+
+    pending: WeiStr
+    batched: WeiStr
+    status: Literal["queued"]
+
+
+def _enqueue_withdrawal(redis_url: str, user_id: int, wallet: str) -> None:
+    """Nudge the settlement worker's `build_batches` for this participant (queue
+    `settlement`; the payouts domain's actor, named here because users may not import it)."""
+    broker = RedisBroker(url=redis_url)  # type: ignore[no-untyped-call]
+    try:
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name="settlement",
+                actor_name="build_batches",
+                args=(f"withdraw:{wallet}", user_id),
+                kwargs={},
+                options={},
+            )
+        )
+    finally:
+        broker.close()
+
+
+@router.post("/withdraw", response_model=WithdrawOut, status_code=202)
+async def withdraw(session: Session, res: ResourcesDep, principal: CurrentUser) -> WithdrawOut:
+    """Ask that the caller's pending rewards go out now: an immediate batch of the caller's
+    own rewards is built, signed and sent by the settlement worker, with the same guarantees
+    as every batch (at most once; the signed batch is never doubled). Should the nudge be lost,
+    the next scheduled cycle pays the same rewards. 409 `nothing-to-withdraw` when nothing is
+    pending; 403 `user-frozen` for a frozen participant (its rewards are held)."""
+    user = await service.get(session, principal.user_id)
+    if user is None:
+        raise UserNotFound(f"no participant {principal.user_id}")
+    if user.is_frozen:
+        raise UserFrozen("a frozen participant's rewards are held, not paid")
+    balance = await rewards.balance(session, user.id)
+    pending = int(balance.pending) if balance else 0
+    batched = int(balance.batched) if balance else 0
+    if pending == 0:
+        raise NothingToWithdraw("no pending rewards", batched=str(batched))
+    url, wallet = res.settings.redis_url, user.wallet
+    after_commit(session, lambda: _enqueue_withdrawal(url, user.id, wallet))
+    return WithdrawOut(pending=pending, batched=batched, status="queued")

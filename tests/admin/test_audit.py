@@ -13,8 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 
+from backend.core.db import unit_of_work
 from backend.core.security import Role
 from backend.models import AuditLog, Freeze, PlanVersion, RoleGrant, User
+from backend.payouts import service as payouts
 from backend.plan.config import load_plan
 from listener.sync import ChainSync
 from tests.fixtures.flows import sponsor_chain
@@ -148,12 +150,16 @@ async def test_payout_operations_are_audited(
     r, [row] = await changed(sessions, api, ("/payouts/build-batch", {}), headers, 201)
     batch = r.json()["id"]
     assert row.action == "payout.build" and row.target == f"batch:{batch}"
-    _, [row] = await changed(sessions, api, (f"/payouts/{batch}/sign", {}), headers)
-    assert (
-        row.details["before"] == {"status": "built"} and row.details["after"]["status"] == "signed"
-    )
-    _, [row] = await changed(sessions, api, (f"/payouts/{batch}/submit", {}), headers)
-    assert row.action == "payout.submit" and row.details["after"]["status"] == "submitted"
+    # sign/submit hand the step to the settlement worker (202) and audit the request.
+    _, [row] = await changed(sessions, api, (f"/payouts/{batch}/sign", {}), headers, 202)
+    assert row.details["before"] == {"status": "built"}
+    assert row.details["after"] == {"status": "built", "enqueued": "sign_batch"}
+    res = app.state.resources
+    async with unit_of_work(sessions) as s:  # what the worker's `sign_batch` does
+        await payouts.sign_batch(s, res.signer, batch)
+    _, [row] = await changed(sessions, api, (f"/payouts/{batch}/submit", {}), headers, 202)
+    assert row.action == "payout.submit" and row.details["after"]["enqueued"] == "send_batches"
+    await payouts.send_signed(res)  # what the worker's `send_batches` does
     # Signing again is refused now (409): no audit row.
     _, rows = await changed(sessions, api, (f"/payouts/{batch}/sign", {}), headers, 409)
     assert rows == []

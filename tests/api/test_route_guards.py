@@ -44,6 +44,8 @@ ROUTES = {
     ("GET", "/pool/{level}/queue"): PARTICIPANT,
     ("GET", "/pool/{level}/nodes"): PARTICIPANT,
     ("GET", "/rewards/pending"): PARTICIPANT,
+    ("POST", "/users/withdraw"): PARTICIPANT,
+    ("GET", "/monitoring/reconciliation"): READER,
     ("GET", "/payouts"): READER,
     ("GET", "/payouts/{batch_id}"): READER,
     ("GET", "/admin/logs"): READER,
@@ -59,6 +61,7 @@ ROUTES = {
     ("POST", "/pool/manual-placement"): ADMIN,
     ("POST", "/monitoring/replay-events"): ADMIN,
     ("POST", "/monitoring/anomalies/{anomaly_id}/ack"): ADMIN,
+    ("POST", "/treasury/transfer"): ADMIN,
 }
 
 

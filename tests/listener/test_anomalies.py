@@ -82,6 +82,9 @@ async def test_a_payout_no_batch_holds_is_an_anomaly_and_ingestion_goes_on(
     assert blocked is not None and "2 unacknowledged anomalies" in blocked
     me = await api.get("/ready")
     assert me.json()["checks"]["database"]["payoutsBlocked"] == blocked
+    # The treasury counts what the anomaly moved: the books still balance to the wei.
+    summary = (await api.get("/treasury/summary")).json()
+    assert summary["ledger_difference"] == 0 and summary["balanced"]
     # Syncing again changes nothing: no retry loop, no second anomaly.
     mine(w3, chain_sync.confirmations)
     await chain_sync.sync_once()

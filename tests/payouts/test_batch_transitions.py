@@ -10,12 +10,12 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from web3 import AsyncHTTPProvider, AsyncWeb3, Web3
+from web3 import Web3
 
-from backend.chain.contract import AutoPoolABI
 from backend.chain.signer_client import Signature, SignerClient
 from backend.core.db import unit_of_work
 from backend.core.settings import Settings
+from backend.core.wiring import open_resources
 from backend.models import PayoutBatch
 from backend.payouts import service
 from backend.payouts.errors import BatchWrongState
@@ -136,14 +136,10 @@ async def test_only_a_signed_batch_is_submitted(
         await set_status(sessions, batch_id, status)
     sender = w3.eth.account.from_key(settings.settlement_sender_key.get_secret_value()).address
     sent_before = w3.eth.get_transaction_count(sender, "pending")
-    async_w3 = AsyncWeb3(AsyncHTTPProvider(settings.rpc_url))
     with pytest.raises(BatchWrongState):
         async with unit_of_work(sessions) as s:
-            await service.submit_batch(
-                s,
-                async_w3,
-                AutoPoolABI(settings.contract_address),
-                settings.settlement_sender_key.get_secret_value(),
-                batch_id,
-            )
+            await service.check_submittable(s, batch_id)
+    async with open_resources(settings, signer=signer) as res:
+        report = await service.send_signed(res)
+    assert report.submitted == []
     assert w3.eth.get_transaction_count(sender, "pending") == sent_before

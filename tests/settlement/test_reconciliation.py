@@ -1,0 +1,93 @@
+"""The reconciliation job: stored, served, and a surplus reported apart from a deficit."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from web3 import Web3
+
+from backend.core.db import unit_of_work
+from backend.core.security import Role
+from backend.core.settings import Settings
+from backend.core.wiring import open_resources
+from backend.models import Reward
+from backend.monitoring import service as monitoring
+from backend.payouts import service as payouts
+from backend.treasury import service
+from listener.sync import ChainSync
+from tests.fixtures.flows import sponsor_chain
+from tests.fixtures.services import Deployment, token_for
+from tests.fixtures.wallets import mine
+
+
+async def reconcile(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with open_resources(settings) as res, unit_of_work(sessions) as s:
+        await service.reconcile(s, res.w3, settings.contract_address)
+
+
+async def test_a_sound_ledger_reconciles_to_zero_after_payouts_and_is_served(
+    app: FastAPI,
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    settings: Settings,
+) -> None:
+    await sponsor_chain(api, w3, chain_sync, company.address, 3)
+    async with open_resources(settings) as res:
+        await payouts.run_cycle(res, created_by="test")
+    mine(w3, chain_sync.confirmations)
+    await chain_sync.sync_once()
+    await reconcile(settings, sessions)
+
+    r = await api.get("/monitoring/reconciliation")
+    assert r.status_code == 401
+    r = await api.get(
+        "/monitoring/reconciliation", headers=token_for(app, 1, company.address, Role.AUDITOR)
+    )
+    assert r.status_code == 200, r.text
+    latest = r.json()["latest"]
+    assert latest["ok"] is True and latest["difference"] == 0 and latest["surplus"] == "0"
+    assert int(latest["contractBalance"]) == int(latest["liabilities"])
+    assert latest["recipientMismatches"] == []
+
+
+# The forced BNB is on chain without an event: the chain-side invariants would (rightly) flag it.
+@pytest.mark.chain_diverged
+async def test_a_surplus_is_reported_apart_and_cannot_hide_a_deficit(
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    settings: Settings,
+    deployment: Deployment,
+) -> None:
+    await sponsor_chain(api, w3, chain_sync, company.address, 2)
+    address = deployment.contract.address
+    forced = 3 * 10**18  # BNB that reached the contract without an event (as SELFDESTRUCT does)
+    w3.provider.make_request(  # type: ignore[arg-type]
+        "anvil_setBalance", [address, hex(w3.eth.get_balance(address) + forced)]
+    )
+    mine(w3, chain_sync.confirmations)
+    await chain_sync.sync_once()
+    await reconcile(settings, sessions)
+    async with open_resources(settings) as res, res.sessions() as s:
+        (report,) = await monitoring.reconciliation_reports(s, 1)
+    assert (report.surplus, report.difference, report.deficit, report.ok) == (forced, 0, 0, True)
+
+    # The ledger now claims more than it owes on chain (a deficit the size of the surplus):
+    # the surplus is subtracted first, so the deficit shows.
+    async with unit_of_work(sessions) as s:
+        await s.execute(update(Reward).where(Reward.id == 1).values(amount=Reward.amount + forced))
+    await reconcile(settings, sessions)
+    async with open_resources(settings) as res, res.sessions() as s:
+        (report,) = await monitoring.reconciliation_reports(s, 1)
+    assert (report.surplus, report.deficit, report.ok) == (forced, forced, False)
+    async with unit_of_work(sessions) as s:  # leave the ledger as the chain made it
+        await s.execute(update(Reward).where(Reward.id == 1).values(amount=Reward.amount - forced))
