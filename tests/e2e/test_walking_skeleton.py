@@ -119,9 +119,10 @@ async def test_seven_sponsored_registrations_settle_and_pay_out_to_the_wei(
     assert contract_balance == 7 * ENTRY
     assert await liabilities(sessions) == contract_balance
 
-    # Pay the first three recipients only, so unpaid liabilities remain to reconcile.
-    monkeypatch.setenv("AUTOPOOL_MAX_BATCH_RECIPIENTS", "3")
-    run_settlement_worker(settings.model_copy(update={"max_batch_recipients": 3}), monkeypatch)
+    # Pay the first three recipients only (one batch of three in the cycle), so unpaid
+    # liabilities remain to reconcile.
+    one_batch = {"max_batch_recipients": 3, "settlement_max_batches_per_cycle": 1}
+    run_settlement_worker(settings.model_copy(update=one_batch), monkeypatch)
     mine(w3, settings.confirmations)
     assert await chain_sync.sync_once() >= 2  # PayoutExecuted per recipient + BatchExecuted
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
+from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
@@ -144,6 +145,9 @@ async def test_a_worker_killed_at_a_step_boundary_pays_every_reward_exactly_once
     # Four recipients, two per batch: two batches in flight when the worker dies.
     await sponsor_chain(api, w3, chain_sync, company.address, 4)
     settings = settings.model_copy(update={"max_batch_recipients": 2})
+    # Messages earlier tests queued in this Redis database (their batches are gone) would keep
+    # the worker busy with retries first: this test's worker starts from an empty queue.
+    Redis.from_url(settings.redis_url).flushdb()
     service.enqueue(settings.redis_url, "settlement_cycle")  # the nudge the killed worker takes
     log = tmp_path / "worker.log"
 
