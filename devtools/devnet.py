@@ -126,6 +126,7 @@ def main() -> None:
         "AUTOPOOL_RATE_LIMIT_DEFAULT": "100000/minute",
         "AUTOPOOL_MAX_LIVE_LEASES_PER_IP": "100000",
         "AUTOPOOL_JWT_SECRET": os.urandom(32).hex(),
+        "AUTOPOOL_RECONCILIATION_INTERVAL_SECONDS": "10",
     }
     py = sys.executable
     signer: SignerProcess | None = None
@@ -172,16 +173,8 @@ def main() -> None:
                 "warning",
             ],
             "listener": [py, "-m", "listener"],
-            "worker": [
-                py,
-                "-m",
-                "dramatiq",
-                "backend.payouts.tasks",
-                "--processes",
-                "1",
-                "--threads",
-                "2",
-            ],
+            # The settlement worker and its schedule (cycles, reconciliation).
+            "worker": [py, "-m", "backend.cli", "worker"],
         }.items():
             out = (logs / f"{name}.log").open("wb")
             procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=out))

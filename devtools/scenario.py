@@ -46,6 +46,7 @@ class Wallet:
 class Report:
     registered: int = 0
     retopups: int = 0
+    withdrawals: int = 0
     frozen: list[int] = field(default_factory=list)
     unfrozen: list[int] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
@@ -211,33 +212,69 @@ async def set_frozen(dapp: Dapp, admin: Wallet, user_id: int, frozen: bool) -> N
         raise RuntimeError(f"{verb} {user_id}: {r.status_code} {r.text}")
 
 
-async def pay_out(dapp: Dapp, operator: Wallet, report: Report, max_batches: int = 50) -> None:
-    """Build, sign and submit batches until nothing is left to pay, each seen executed."""
+async def batches_in_flight(dapp: Dapp, operator: Wallet) -> list[dict[str, Any]]:
+    r = await dapp.call("GET", "/payouts?limit=100", operator)
+    r.raise_for_status()
+    return [b for b in r.json()["items"] if b["status"] not in TERMINAL]
+
+
+async def drive_batch(dapp: Dapp, operator: Wallet, batch_id: int) -> dict[str, Any]:
+    """Ask the worker to sign and submit a batch (it may already be doing so on its own
+    schedule) and wait until the listener has seen it executed."""
+    await dapp.call("POST", f"/payouts/{batch_id}/sign", operator)  # 202, or 409 if past it
+    loop = asyncio.get_running_loop()
+    deadline, submitted = loop.time() + 180, False
+    while loop.time() < deadline:
+        r = await dapp.call("GET", f"/payouts/{batch_id}", operator)
+        batch: dict[str, Any] = r.json()
+        if batch["status"] in TERMINAL:
+            return batch
+        if batch["status"] == "signed" and not submitted:
+            await dapp.call("POST", f"/payouts/{batch_id}/submit", operator)
+            submitted = True
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"batch {batch_id} did not execute in time")
+
+
+async def pay_out(dapp: Dapp, operator: Wallet, report: Report, max_batches: int = 100) -> None:
+    """Build batches until nothing is left to pay; every batch (the operator's, and any the
+    worker built on its schedule) is seen executed."""
+    seen = {int(b["id"]) for b in report.batches}
     for _ in range(max_batches):
         r = await dapp.call("POST", "/payouts/build-batch", operator, {})
-        if r.status_code == 409 and r.json().get("type", "").endswith("nothing-to-pay"):
-            return
-        if r.status_code not in (200, 201, 202):
+        if r.status_code in (200, 201, 202):
+            ids = [int(r.json()["id"])]
+        elif r.status_code == 409 and r.json().get("type", "").endswith("nothing-to-pay"):
+            ids = []
+        else:
             raise RuntimeError(f"build-batch: {r.status_code} {r.text}")
-        batch_id = int(r.json()["id"])
-        for step in ("sign", "submit"):
-            r = await dapp.call("POST", f"/payouts/{batch_id}/{step}", operator)
-            if r.status_code not in (200, 202):
-                raise RuntimeError(f"{step} batch {batch_id}: {r.status_code} {r.text}")
-
-        async def finished(bid: int = batch_id) -> dict[str, Any] | None:
-            r = await dapp.call("GET", f"/payouts/{bid}", operator)
-            body: dict[str, Any] = r.json()
-            return body if body["status"] in TERMINAL else None
-
-        batch = await dapp.wait_for(finished, f"batch {batch_id} to execute")
-        if batch["status"] != "executed":
-            raise RuntimeError(f"batch {batch_id} ended {batch['status']}")
-        report.batches.append(batch)
-        if batch.get("txHash"):
-            receipt = await dapp.w3.eth.get_transaction_receipt(batch["txHash"])
-            report.gas[batch_id] = int(receipt["gasUsed"])
+        ids += [int(b["id"]) for b in await batches_in_flight(dapp, operator)]
+        if not ids:
+            return
+        for batch_id in dict.fromkeys(ids):
+            batch = await drive_batch(dapp, operator, batch_id)
+            if batch_id in seen:
+                continue
+            seen.add(batch_id)
+            if batch["status"] != "executed":
+                raise RuntimeError(f"batch {batch_id} ended {batch['status']}")
+            report.batches.append(batch)
+            if batch.get("txHash"):
+                receipt = await dapp.w3.eth.get_transaction_receipt(batch["txHash"])
+                report.gas[batch_id] = int(receipt["gasUsed"])
     raise RuntimeError(f"still paying after {max_batches} batches")
+
+
+async def withdraw(dapp: Dapp, wallets: list[Wallet], count: int) -> int:
+    """Some participants ask for their pending rewards now (served in the next cycle)."""
+    asked = 0
+    for wallet in dapp.rng.sample(wallets, min(count, len(wallets))):
+        r = await dapp.call("POST", "/users/withdraw", wallet)
+        if r.status_code == 202:
+            asked += 1
+        elif r.status_code not in (403, 409):  # frozen, or nothing pending: both fine here
+            raise RuntimeError(f"withdraw: {r.status_code} {r.text}")
+    return asked
 
 
 async def run(
@@ -272,13 +309,23 @@ async def run(
         wallets += more
         report.registered += len(more)
         await wait_confirmed(dapp, report.registered + 1)
+        report.withdrawals = await withdraw(dapp, wallets, max(1, participants // 20))
         await pay_out(dapp, admin, report)
         for user_id in report.frozen[:-1]:
             await set_frozen(dapp, admin, user_id, False)
             report.unfrozen.append(user_id)
         await pay_out(dapp, admin, report)
+        # Every batch, the operator's and the worker's scheduled ones, with its gas.
+        r = await dapp.call("GET", "/payouts?limit=200", admin)
+        report.batches = sorted(r.json()["items"], key=lambda b: int(b["id"]))
+        for b in report.batches:
+            if b.get("txHash") and b["status"] == "executed":
+                receipt = await dapp.w3.eth.get_transaction_receipt(b["txHash"])
+                report.gas[int(b["id"])] = int(receipt["gasUsed"])
         await dapp.sign_in(company)
         summary = await read_summary(dapp, [company, *wallets])
+        r = await dapp.call("GET", "/monitoring/reconciliation", admin)
+        summary["reconciliation"] = r.json().get("latest") if r.status_code == 200 else None
     finally:
         await dapp.aclose()
     return report, summary
@@ -328,6 +375,7 @@ def print_summary(report: Report, summary: dict[str, Any], console: Console | No
             )
     console.print(
         f"participants registered: {report.registered}, retopups: {report.retopups}, "
+        f"withdraw requests: {report.withdrawals}, "
         f"frozen: {len(report.frozen)} (unfrozen again: {len(report.unfrozen)})"
     )
     console.print(pool)
@@ -366,3 +414,10 @@ def print_summary(report: Report, summary: dict[str, Any], console: Console | No
         recon.add_row(f"liabilities: {bucket}", str(wei))
     recon.add_row("difference (contract - ledger)", str(t["ledger_difference"]))
     console.print(recon)
+    job = summary.get("reconciliation")
+    if job:
+        console.print(
+            f"last reconciliation job: block {job['block']}, surplus {job['surplus']} wei, "
+            f"difference {job['difference']} wei, recipient mismatches "
+            f"{len(job['recipientMismatches'])}, ok={job['ok']}"
+        )
