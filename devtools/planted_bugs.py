@@ -20,7 +20,14 @@ from dataclasses import dataclass
 
 from devtools.processes import REPO_ROOT
 
-TESTS = ["tests/listener", "tests/payouts", "tests/ledger", "tests/e2e", "tests/users"]
+TESTS = [
+    "tests/listener",
+    "tests/payouts",
+    "tests/settlement",
+    "tests/ledger",
+    "tests/e2e",
+    "tests/users",
+]
 
 
 @dataclass(frozen=True)
@@ -42,13 +49,18 @@ BUGS = (
         "confirmation-depth",
         "the listener ignores the confirmation depth and settles the head block",
         "listener/sync.py",
-        (("confirmed = head - self.confirmations", "confirmed = head"),),
+        (
+            (
+                "return int(await self.w3.eth.block_number) - self.confirmations",
+                "return int(await self.w3.eth.block_number)",
+            ),
+        ),
     ),
     Bug(
         "frozen",
         "a frozen participant's pending rewards are put into a payout batch",
         "backend/payouts/repository.py",
-        (("                User.is_frozen.is_(False),\n", ""),),
+        (("            User.is_frozen.is_(False),\n", ""),),
     ),
     Bug(
         "resign",

@@ -112,7 +112,8 @@ async def test_an_expired_batch_is_released_and_rebuilt_and_its_stuck_nonce_stil
     try:
         async with open_resources(settings) as res:
             (batch_id,) = await service.build_batches(res, created_by="test", limit=1)
-            deadline = int(time.time()) + 6
+            # Far enough for the first cycle to send it on a loaded machine, then it lapses.
+            deadline = int(time.time()) + 15
             async with unit_of_work(sessions) as s:
                 await s.execute(
                     update(PayoutBatch).where(PayoutBatch.id == batch_id).values(deadline=deadline)
