@@ -76,4 +76,3 @@ async def record(session: AsyncSession, event: ChainEvent, detail: str) -> Anoma
         {"id": anomaly.id, "event": event.name, "txHash": event.tx_hash, "detail": detail},
     )
     return anomaly
-
