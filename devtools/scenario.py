@@ -162,6 +162,11 @@ async def register_all(dapp: Dapp, company: str, count: int, concurrency: int) -
                 await dapp.fund(wallet)
                 await dapp.sign_in(wallet)
                 r = await dapp.call("POST", "/users/register", wallet, {"referrer": sponsor})
+                for _ in range(120):  # a sponsor whose own registration is not final yet
+                    if r.status_code != 422 or "referrer-not-active" not in r.text:
+                        break
+                    await asyncio.sleep(0.5)
+                    r = await dapp.call("POST", "/users/register", wallet, {"referrer": sponsor})
                 if r.status_code != 200:
                     raise RuntimeError(f"register: {r.status_code} {r.text}")
                 await dapp.send(wallet, r.json()["tx"])
