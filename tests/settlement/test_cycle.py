@@ -126,9 +126,12 @@ async def test_an_expired_batch_is_released_and_rebuilt_and_its_stuck_nonce_stil
                 mine_expensive_blocks(w3, chain_sync.confirmations + 1)
                 await chain_sync.sync_once()  # a confirmed block is past the deadline
                 await asyncio.sleep(max(0.0, deadline + 1 - time.time()))
-                result = await service.run_cycle(res, created_by="test")
-                assert result.expired == [batch_id]
-                assert len(result.built) == 1 and result.signed == result.built
+                await service.run_cycle(res, created_by="test")
+                # Released by this cycle (or, on a slow machine, by the first one already):
+                # either way it is expired now and its rewards went into a new batch.
+                first, *rebuilt = await batches(sessions)
+                assert first.id == batch_id and first.status == "expired"
+                assert len(rebuilt) == 1 and rebuilt[0].status in ("signed", "submitted")
                 mine_cheap_block(w3)
             await cycle_until_settled(res, w3, chain_sync)
     finally:
