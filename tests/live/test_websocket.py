@@ -39,11 +39,13 @@ async def server(app: FastAPI) -> AsyncIterator[str]:
     await task
 
 
-async def receive_until(ws: Any, kind: str) -> dict[str, Any]:
+async def receive_until(ws: Any, kind: str, user: str | None = None) -> dict[str, Any]:
+    """The next message of `kind` (about `user` when given: Redis pub/sub channels are shared
+    by every database of a server, so a parallel suite's staff events arrive here too)."""
     async with asyncio.timeout(15):
         while True:
             message: dict[str, Any] = json.loads(await ws.recv())
-            if message["type"] == kind:
+            if message["type"] == kind and (user is None or message["data"].get("user") == user):
                 return message
 
 
@@ -68,7 +70,7 @@ async def test_a_participant_hears_its_registration_and_staff_hear_the_pool(
         body = await register_and_confirm(api, w3, chain_sync, acct, company.address)
         confirmed = await receive_until(mine, "registration.confirmed")
         assert confirmed["data"]["slot"] == body["payload"]["slot"]
-        placement = await receive_until(desk, "pool.placement")
+        placement = await receive_until(desk, "pool.placement", acct.address)
         assert placement["data"]["user"] == acct.address
 
 
