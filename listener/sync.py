@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from eth_utils import function_signature_to_4byte_selector
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -30,7 +31,7 @@ from backend.chain.events import EventDecoder
 from backend.chain.rpc import AdaptiveRange, RpcClient
 from backend.core.db import unit_of_work
 from backend.core.logging import log
-from backend.ledger import anomalies
+from backend.ledger import anomalies, surplus
 from backend.ledger.apply import apply_event
 from backend.ledger.errors import UnexpectedEvent
 from backend.models import BlockchainSync, ChainEvent, PendingEvent
@@ -47,6 +48,7 @@ _CONCERNS = {
     "PayoutDeferred": "recipient",
     "Claimed": "account",
 }
+_SURPLUS_SELECTOR = "0x" + function_signature_to_4byte_selector("surplus()").hex()
 REORGS = Counter("autopool_listener_reorgs_total", "Reorgs seen", ["depth"])
 
 
@@ -209,6 +211,7 @@ class ChainSync:
                     start = cursor.last_block + 1
                     end = min(confirmed, start + self.max_range - 1)
                     settled += await self._ingest(session, start, end)
+                    await surplus.credit_new(session, await self._surplus_at(end), start, end)
                     tip = await self.w3.eth.get_block(end)
                     cursor.last_block, cursor.last_block_hash = end, tip["hash"].to_0x_hex()
                     cursor.last_block_timestamp = int(tip["timestamp"])
@@ -217,6 +220,13 @@ class ChainSync:
                 await self.halt(reorged)
                 raise DeepReorg(reorged)
             LAST_BLOCK.set(end)
+
+    async def _surplus_at(self, block: int) -> int:
+        """The contract's `surplus()` at `block` (0 before its deployment)."""
+        result = await self.rpc.call(
+            "eth_call", [{"to": self.contract, "data": _SURPLUS_SELECTOR}, hex(block)]
+        )
+        return int(result, 16) if result not in (None, "0x") else 0
 
     async def _ingest(self, session: AsyncSession, start: int, end: int) -> int:
         raw_logs = await self.rpc.logs_in_ranges(self.contract, start, end, self.ranges)

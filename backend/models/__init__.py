@@ -9,6 +9,7 @@ from backend.models.ledger import (
     PayloadStatus,
     Retopup,
     Reward,
+    SurplusCredit,
     Transaction,
 )
 from backend.models.payouts import BatchStatus, LineStatus, PayoutBatch, PayoutLine
@@ -64,6 +65,7 @@ __all__ = [
     "RoleGrant",
     "SenderAccount",
     "SlotLease",
+    "SurplusCredit",
     "Transaction",
     "TransferStatus",
     "TreasuryTransfer",

@@ -83,13 +83,37 @@ class Retopup(Base):
     created_at: Mapped[CreatedAt]
 
 
+class SurplusCredit(Base):
+    """BNB the contract holds beyond what its events account for (its `surplus()`: forced by
+    SELFDESTRUCT, sent before deployment, bounced back by a recipient), credited to the company
+    as one reward line by the reconciliation job, with the reason it was found (docs/settlement.md
+    "Surplus")."""
+
+    __tablename__ = "surplus_credits"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount"),)
+
+    id: Mapped[BigPK]
+    amount: Mapped[int] = mapped_column(Wei)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    """The confirmed block at which the reconciliation job saw it."""
+    contract_surplus: Mapped[int] = mapped_column(Wei)
+    """The contract's `surplus()` at that block (credits not yet drawn included)."""
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[CreatedAt]
+
+
 class Reward(Base):
-    """One reward line. Lines are created only from confirmed chain events, numbered within
-    their event (`line_no`), so replaying an event can never create a line twice."""
+    """One reward line. Lines are created from confirmed chain events, numbered within their
+    event (`line_no`), so replaying an event can never create a line twice; the one exception
+    is a surplus credit's single line (`surplus_credit_id`, unique)."""
 
     __tablename__ = "rewards"
     __table_args__ = (
         UniqueConstraint("chain_event_id", "line_no", name="uq_rewards_event_line"),
+        UniqueConstraint("surplus_credit_id", name="uq_rewards_surplus_credit"),
+        CheckConstraint(
+            "(chain_event_id IS NULL) <> (surplus_credit_id IS NULL)", name="one_source"
+        ),
         CheckConstraint(one_of("status", RewardStatus), name="status"),
         CheckConstraint("amount >= 0", name="amount"),
         Index("ix_rewards_status_user", "status", "user_id"),
@@ -100,7 +124,10 @@ class Reward(Base):
     )
 
     id: Mapped[BigPK]
-    chain_event_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chain_events.id"))
+    chain_event_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("chain_events.id"))
+    surplus_credit_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("surplus_credits.id")
+    )
     line_no: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     amount: Mapped[int] = mapped_column(Wei)
@@ -110,7 +137,7 @@ class Reward(Base):
     earner_slot: Mapped[int | None] = mapped_column(BigInteger)
     generation: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(16))  # registration | retopup | progression
+    source: Mapped[str] = mapped_column(String(16))  # registration|retopup|progression|surplus
     plan_hash: Mapped[str] = mapped_column(Hash32)
     batch_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("payout_batches.id"))
     created_at: Mapped[CreatedAt]

@@ -103,6 +103,8 @@ class ReconciliationOut(BaseModel):
     liabilities: WeiStr
     buckets: dict[str, WeiStr]
     surplus: WeiStr
+    surplusCredited: WeiStr
+    """Surplus this run credited to the company (a pending reward line with its reason)."""
     deficit: WeiStr
     difference: int
     recipientMismatches: list[dict[str, str]]
@@ -129,6 +131,7 @@ async def reconciliation(
             liabilities=int(r.liabilities),
             buckets={k: int(v) for k, v in r.buckets.items()},
             surplus=int(r.surplus),
+            surplusCredited=int(r.surplus_credited),
             deficit=int(r.deficit),
             difference=int(r.difference),
             recipientMismatches=r.recipient_mismatches,

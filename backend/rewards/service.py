@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import Reward, RewardStatus, UserBalance
-from backend.plan.types import RewardLine
+from backend.plan.types import RewardKind, RewardLine
 from backend.rewards import repository as repo
 
 BALANCE_COLUMNS = tuple(str(s) for s in RewardStatus)
@@ -84,6 +84,39 @@ class LineWriter:
             self.total += line.amount
             self.deltas.add(line.recipient_id, str(line.status), line.amount)
         await repo.insert_lines(session, rows)
+
+
+SURPLUS_SOURCE = "surplus"
+
+
+async def credit_surplus(
+    session: AsyncSession, credit_id: int, company_id: int, amount: int, plan_hash: str
+) -> None:
+    """Write a surplus credit's one line: `amount` pending to the company (kind COMPANY,
+    reason and source `surplus`), its balance moved in the same transaction."""
+    await repo.insert_lines(
+        session,
+        [
+            {
+                "chain_event_id": None,
+                "surplus_credit_id": credit_id,
+                "line_no": 0,
+                "user_id": company_id,
+                "amount": amount,
+                "kind": str(RewardKind.COMPANY),
+                "status": str(RewardStatus.PENDING),
+                "level": None,
+                "earner_slot": None,
+                "generation": None,
+                "reason": SURPLUS_SOURCE,
+                "source": SURPLUS_SOURCE,
+                "plan_hash": plan_hash,
+            }
+        ],
+    )
+    deltas = BalanceDeltas()
+    deltas.add(company_id, RewardStatus.PENDING, amount)
+    await deltas.apply(session)
 
 
 async def flip_node_reserve(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import (
@@ -10,6 +10,7 @@ from backend.models import (
     ReconciliationReport,
     Reward,
     RewardStatus,
+    SurplusCredit,
     TreasuryTransfer,
     User,
 )
@@ -56,6 +57,40 @@ async def settled_by_recipient(session: AsyncSession) -> dict[str, int]:
 
 def add_report(session: AsyncSession, report: ReconciliationReport) -> None:
     session.add(report)
+
+
+async def surplus_outstanding(session: AsyncSession, block: int) -> int:
+    """Surplus credited to the company that the contract has not drawn yet: Σ credits −
+    Σ `SurplusDrawn` up to `block`. The contract's `surplus()` still counts it."""
+    credited = await session.scalar(select(func.coalesce(func.sum(SurplusCredit.amount), 0)))
+    drawn = await session.scalar(
+        select(func.coalesce(func.sum(ChainEvent.args["amount"].astext.cast(Wei)), 0)).where(
+            ChainEvent.name == "SurplusDrawn", ChainEvent.block_number <= block
+        )
+    )
+    return int(credited or 0) - int(drawn or 0)
+
+
+async def last_report_block(session: AsyncSession) -> int | None:
+    return await session.scalar(select(func.max(ReconciliationReport.block_number)))
+
+
+async def batches_executed_between(session: AsyncSession, after: int, upto: int) -> list[int]:
+    """Ids of the batches the chain executed in blocks (after, upto]."""
+    rows = await session.scalars(
+        select(ChainEvent.args["batchId"].astext.cast(BigInteger))
+        .where(
+            ChainEvent.name == "BatchExecuted",
+            ChainEvent.block_number > after,
+            ChainEvent.block_number <= upto,
+        )
+        .order_by(ChainEvent.block_number)
+    )
+    return [int(b) for b in rows]
+
+
+def add_surplus_credit(session: AsyncSession, credit: SurplusCredit) -> None:
+    session.add(credit)
 
 
 async def user_id_of(session: AsyncSession, wallet: str) -> int | None:

@@ -22,8 +22,14 @@ class TreasurySummary(BaseModel):
     inflows: WeiStr
     outflows: WeiStr
     liabilities: Liabilities
-    chain_difference: int  # contract_balance − (inflows − outflows); 0 when sound
-    ledger_difference: int  # contract_balance − liabilities.total; 0 when sound
+    surplus: WeiStr = 0
+    """The contract's `surplus()`: BNB no event accounts for (docs/settlement.md "Surplus")."""
+    surplus_uncredited: WeiStr = 0
+    """Of it, what the reconciliation job has not credited to the company yet."""
+    # contract_balance − surplus − (inflows + Σ SurplusDrawn − outflows); 0 when sound
+    chain_difference: int
+    # contract_balance − surplus_uncredited − liabilities.total (− anomalies); 0 when sound
+    ledger_difference: int
     balanced: bool
 
 

@@ -15,7 +15,7 @@ from web3 import AsyncWeb3
 from backend.chain.artifacts import load_artifact
 from backend.core.logging import log
 from backend.core.settings import Settings
-from backend.models import ReconciliationReport, TransferStatus, TreasuryTransfer
+from backend.models import ReconciliationReport, SurplusCredit, TransferStatus, TreasuryTransfer
 from backend.monitoring import service as monitoring
 from backend.rewards import service as rewards
 from backend.treasury import repository as repo
@@ -36,18 +36,24 @@ async def summary(session: AsyncSession, w3: AsyncWeb3[Any], contract: str) -> T
     total = sum(owed.values())
     inflows = await repo.event_sum(session, repo.INFLOW_EVENTS)
     outflows = await repo.event_sum(session, repo.OUTFLOW_EVENTS)
+    drawn = await repo.event_sum(session, ("SurplusDrawn",))
     # The balance at the block the ledger has reached, so both sides describe the same moment.
     balance = int(await w3.eth.get_balance(AsyncWeb3.to_checksum_address(contract), block))
-    chain_diff = balance - (inflows - outflows)
+    surplus = await contract_surplus(w3, contract, block)
+    uncredited = max(surplus - await repo.surplus_outstanding(session, block), 0)
+    # The contract's own identity: balance = Σ inflows + Σ SurplusDrawn − Σ outflows + surplus.
+    chain_diff = balance - surplus - (inflows + drawn - outflows)
     # Anomalies (final events the ledger did not expect) moved BNB outside the liabilities.
     anomaly_in, anomaly_out = await monitoring.anomaly_flows(session)
-    ledger_diff = balance - total - anomaly_in + anomaly_out
+    ledger_diff = balance - uncredited - total - anomaly_in + anomaly_out
     return TreasurySummary(
         block=block,
         contract_balance=balance,
         inflows=inflows,
         outflows=outflows,
         liabilities=Liabilities(**owed, total=total),
+        surplus=surplus,
+        surplus_uncredited=uncredited,
         chain_difference=chain_diff,
         ledger_difference=ledger_diff,
         balanced=chain_diff == 0 and ledger_diff == 0,
@@ -65,7 +71,10 @@ RECONCILIATION_MISMATCHES = Gauge(
 
 
 async def contract_surplus(w3: AsyncWeb3[Any], contract: str, block: int) -> int:
-    """The contract's own view of BNB held beyond what its events account for."""
+    """The contract's own view of BNB held beyond what its events account for (0 at a block
+    before its deployment, e.g. while the listener has read nothing yet)."""
+    if not await w3.eth.get_code(AsyncWeb3.to_checksum_address(contract), block):
+        return 0
     autopool = w3.eth.contract(
         address=AsyncWeb3.to_checksum_address(contract), abi=load_artifact("AutoPool")["abi"]
     )
@@ -79,18 +88,20 @@ async def reconcile(
     contract's balance against the ledger's liabilities by bucket, the contract's surplus
     (BNB no event accounts for: forced, pre-funded, bounced) reported apart from a deficit, and
     each recipient's on-chain payouts against its settled rewards. Stored; a difference raises
-    an alert (metric and error log)."""
+    an alert (metric and error log). The surplus the listener credited to the company is
+    reported as `surplus_credited` (docs/settlement.md "Surplus")."""
     block, _ = await monitoring.confirmed_block(session)
     block = max(block, 0)
-    owed = await rewards.liabilities(session)
-    total = sum(owed.values())
     address = AsyncWeb3.to_checksum_address(contract)
     balance = int(await w3.eth.get_balance(address, block))
     surplus = await contract_surplus(w3, contract, block)
-    # A surplus explains balance beyond the liabilities; it can never hide a deficit, because
-    # it is subtracted first: what remains must equal the liabilities exactly.
+    # Credited surplus (the listener credits it to the company in the range it appears) is in
+    # the liabilities until a batch draws it (`SurplusDrawn`); the contract's `surplus()` still
+    # counts it. What remains is not credited yet. Less than nothing means the contract lost
+    # BNB the ledger still owes: it must show as a deficit, never net to zero.
+    credited = await repo.surplus_outstanding(session, block)
+    uncredited = surplus - credited
     anomaly_in, anomaly_out = await monitoring.anomaly_flows(session)
-    difference = balance - surplus - total - anomaly_in + anomaly_out
     on_chain = await repo.paid_on_chain_by_recipient(session)
     settled = await repo.settled_by_recipient(session)
     mismatches = [
@@ -98,17 +109,22 @@ async def reconcile(
         for r in sorted(set(on_chain) | set(settled))
         if on_chain.get(r, 0) != settled.get(r, 0)
     ]
+    owed = await rewards.liabilities(session)
+    # A surplus explains balance beyond the liabilities; it can never hide a deficit, because
+    # it is subtracted first: what remains must equal the liabilities exactly.
+    difference = balance - max(uncredited, 0) - sum(owed.values()) - anomaly_in + anomaly_out
+    ok = difference == 0 and not mismatches
     report = ReconciliationReport(
         block_number=block,
         contract_balance=balance,
-        liabilities=total,
+        liabilities=sum(owed.values()),
         buckets={k: str(v) for k, v in owed.items()},
         surplus=surplus,
         deficit=max(0, -difference),
         difference=difference,
         recipient_mismatches=mismatches,
-        surplus_credited=0,
-        ok=difference == 0 and not mismatches,
+        surplus_credited=credited,
+        ok=ok,
     )
     repo.add_report(session, report)
     await session.flush()
@@ -120,11 +136,33 @@ async def reconcile(
             block=block,
             difference=str(difference),
             surplus=str(surplus),
+            uncredited_surplus=str(uncredited),
             mismatches=len(mismatches),
         )
-    elif surplus:
-        log.warning("contract surplus (not a deficit)", block=block, surplus=str(surplus))
+    elif uncredited > 0:
+        log.warning("contract surplus not credited yet", block=block, surplus=str(surplus))
     return report
+
+
+async def surplus_outstanding(session: AsyncSession, block: int) -> int:
+    """Surplus credited to the company and not yet drawn by a batch, at `block`."""
+    return await repo.surplus_outstanding(session, block)
+
+
+async def batches_executed_between(session: AsyncSession, after: int, upto: int) -> list[int]:
+    return await repo.batches_executed_between(session, after, upto)
+
+
+async def add_surplus_credit(
+    session: AsyncSession, amount: int, block: int, contract_surplus: int, reason: str
+) -> int:
+    """Record a surplus credit; returns its id (its reward line is the ledger's to write)."""
+    credit = SurplusCredit(
+        amount=amount, block_number=block, contract_surplus=contract_surplus, reason=reason
+    )
+    repo.add_surplus_credit(session, credit)
+    await session.flush()
+    return credit.id
 
 
 # ----------------------------------------------------------------------- transfers (M of N)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
@@ -64,7 +65,13 @@ async def statuses_of(sessions: async_sessionmaker[AsyncSession], wallet: str) -
         )
 
 
+@pytest.mark.parametrize(
+    "total_matches",
+    [False, True],
+    ids=["one-line-short", "lines-swapped-wei-same-total"],
+)
 async def test_a_payout_event_that_differs_from_its_batch_line_changes_nothing_but_an_anomaly(
+    total_matches: bool,
     api: httpx.AsyncClient,
     w3: Web3,
     chain_sync: ChainSync,
@@ -81,6 +88,11 @@ async def test_a_payout_event_that_differs_from_its_batch_line_changes_nothing_b
     # A batch the ledger never built: its first line pays one wei less (a stolen signer key,
     # or a bug between the ledger and the signer).
     message["payouts"][0]["amount"] = str(int(message["payouts"][0]["amount"]) - 1)
+    if total_matches:
+        # The wei moves to another line: the batch's total is what the ledger built, so only
+        # the check of each line against its own can refuse it.
+        assert len(message["payouts"]) >= 2
+        message["payouts"][1]["amount"] = str(int(message["payouts"][1]["amount"]) + 1)
     domain = Domain(chain_id=w3.eth.chain_id, verifying_contract=deployment.contract.address)
     signature = Account.sign_typed_data(
         deployment.signer_key, full_message=full_message(domain, "PayoutBatch", message)

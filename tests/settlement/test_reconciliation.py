@@ -6,7 +6,7 @@ import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 
@@ -14,7 +14,7 @@ from backend.core.db import unit_of_work
 from backend.core.security import Role
 from backend.core.settings import Settings
 from backend.core.wiring import open_resources
-from backend.models import Reward
+from backend.models import ChainEvent, ReconciliationReport, Reward, SurplusCredit, User
 from backend.monitoring import service as monitoring
 from backend.payouts import service as payouts
 from backend.treasury import service
@@ -57,9 +57,32 @@ async def test_a_sound_ledger_reconciles_to_zero_after_payouts_and_is_served(
     assert latest["recipientMismatches"] == []
 
 
+def force_bnb(w3: Web3, address: str, wei: int) -> None:
+    """BNB that reaches the contract without an event, as SELFDESTRUCT does."""
+    w3.provider.make_request(  # type: ignore[arg-type]
+        "anvil_setBalance", [address, hex(w3.eth.get_balance(address) + wei)]
+    )
+
+
+async def latest_report(settings: Settings) -> ReconciliationReport:
+    async with open_resources(settings) as res, res.sessions() as s:
+        (report,) = await monitoring.reconciliation_reports(s, 1)
+    return report
+
+
+async def company_lines(sessions: async_sessionmaker[AsyncSession], company: str) -> list[Reward]:
+    async with sessions() as s:
+        rows = await s.scalars(
+            select(Reward)
+            .join(User, User.id == Reward.user_id)
+            .where(User.wallet == company, Reward.surplus_credit_id.is_not(None))
+        )
+        return list(rows)
+
+
 # The forced BNB is on chain without an event: the chain-side invariants would (rightly) flag it.
 @pytest.mark.chain_diverged
-async def test_a_surplus_is_reported_apart_and_cannot_hide_a_deficit(
+async def test_a_surplus_is_credited_to_the_company_once_and_cannot_hide_a_deficit(
     api: httpx.AsyncClient,
     w3: Web3,
     chain_sync: ChainSync,
@@ -69,25 +92,89 @@ async def test_a_surplus_is_reported_apart_and_cannot_hide_a_deficit(
     deployment: Deployment,
 ) -> None:
     await sponsor_chain(api, w3, chain_sync, company.address, 2)
-    address = deployment.contract.address
-    forced = 3 * 10**18  # BNB that reached the contract without an event (as SELFDESTRUCT does)
-    w3.provider.make_request(  # type: ignore[arg-type]
-        "anvil_setBalance", [address, hex(w3.eth.get_balance(address) + forced)]
-    )
+    forced = 3 * 10**18
+    force_bnb(w3, deployment.contract.address, forced)
     mine(w3, chain_sync.confirmations)
+    await chain_sync.sync_once()  # the range in which it appeared credits it
+    await reconcile(settings, sessions)
+    report = await latest_report(settings)
+    assert (report.surplus, report.surplus_credited, report.difference, report.ok) == (
+        forced,
+        forced,
+        0,
+        True,
+    )
+    (line,) = await company_lines(sessions, company.address)
+    assert (int(line.amount), line.status, line.kind, line.reason) == (
+        forced,
+        "pending",
+        "COMPANY",
+        "surplus",
+    )
+    async with sessions() as s:
+        credit = await s.get(SurplusCredit, line.surplus_credit_id)
+    assert credit is not None and int(credit.amount) == forced
+    assert "beyond what its events account for" in credit.reason
+
+    # Credited once: later ranges find nothing new.
+    mine(w3, 3)
     await chain_sync.sync_once()
     await reconcile(settings, sessions)
-    async with open_resources(settings) as res, res.sessions() as s:
-        (report,) = await monitoring.reconciliation_reports(s, 1)
-    assert (report.surplus, report.difference, report.deficit, report.ok) == (forced, 0, 0, True)
+    report = await latest_report(settings)
+    assert (report.surplus, report.surplus_credited, report.difference, report.ok) == (
+        forced,
+        forced,
+        0,
+        True,
+    )
+    assert len(await company_lines(sessions, company.address)) == 1
 
     # The ledger now claims more than it owes on chain (a deficit the size of the surplus):
-    # the surplus is subtracted first, so the deficit shows.
+    # the surplus is subtracted first, so the deficit shows, and nothing more is credited.
     async with unit_of_work(sessions) as s:
         await s.execute(update(Reward).where(Reward.id == 1).values(amount=Reward.amount + forced))
     await reconcile(settings, sessions)
-    async with open_resources(settings) as res, res.sessions() as s:
-        (report,) = await monitoring.reconciliation_reports(s, 1)
+    report = await latest_report(settings)
     assert (report.surplus, report.deficit, report.ok) == (forced, forced, False)
+    assert len(await company_lines(sessions, company.address)) == 1
     async with unit_of_work(sessions) as s:  # leave the ledger as the chain made it
         await s.execute(update(Reward).where(Reward.id == 1).values(amount=Reward.amount - forced))
+
+
+@pytest.mark.chain_diverged
+async def test_a_credited_surplus_is_paid_to_the_company_and_the_books_still_balance(
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    settings: Settings,
+    deployment: Deployment,
+) -> None:
+    await sponsor_chain(api, w3, chain_sync, company.address, 2)
+    # More than the rewards held back (held, reserved), so paying it must draw on the surplus.
+    forced = 50 * 10**18
+    force_bnb(w3, deployment.contract.address, forced)
+    mine(w3, chain_sync.confirmations)
+    await chain_sync.sync_once()
+    (line,) = await company_lines(sessions, company.address)
+    assert int(line.amount) == forced
+
+    async with open_resources(settings) as res:
+        await payouts.run_cycle(res, created_by="test")
+    mine(w3, chain_sync.confirmations)
+    await chain_sync.sync_once()
+    (line,) = await company_lines(sessions, company.address)
+    assert line.status == "paid"
+    await reconcile(settings, sessions)
+    report = await latest_report(settings)
+    # The batch drew on the surplus (`SurplusDrawn`), the ledger owes nothing for the credit,
+    # each recipient's payouts match, and nothing is credited twice.
+    async with sessions() as s:
+        drawn = await s.scalar(select(func.count()).where(ChainEvent.name == "SurplusDrawn"))
+    assert drawn == 1
+    assert (report.difference, report.ok) == (0, True)
+    assert report.surplus == report.surplus_credited  # nothing uncredited, nothing twice
+    assert len(await company_lines(sessions, company.address)) == 1
+    assert report.recipient_mismatches == []
+    assert int(report.contract_balance) == int(report.liabilities)
