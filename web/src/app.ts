@@ -24,6 +24,9 @@ import {
   when,
 } from "./client";
 
+// Reward statuses in the order a reward moves through them.
+const STATUSES = ["pending", "held", "reserved", "batched", "claimable", "paid", "reinvested"];
+
 let me: SignedIn | null = null;
 let sentTx: string | null = null;
 
@@ -111,9 +114,11 @@ async function refresh(): Promise<void> {
     ]),
     "No position yet.",
   );
+  const byStatus = profile.balances.byStatus;
+  const statuses = [...STATUSES.filter((s) => s in byStatus), ...Object.keys(byStatus).filter((s) => !STATUSES.includes(s))];
   fillTable(
     "balances",
-    Object.entries(profile.balances.byStatus).map(([status, wei]) => [status, bnb(wei)]),
+    statuses.map((status) => [status, bnb(byStatus[status])]),
     "No rewards yet.",
   );
   const history = ok(
@@ -153,10 +158,8 @@ async function start(): Promise<void> {
   input("sponsor").value = params.get("ref") ?? plan.companyWallet ?? "";
   await refresh();
   live(
-    (event) => {
-      if (event.type === "registration.confirmed") showInfo("Your placement is confirmed.");
-      void refresh().catch(showError);
-    },
+    // An event only says "read again": the ledger, through the API, says what happened.
+    () => void refresh().catch(showError),
     (open) => setText("live", open ? "live" : "reconnecting…"),
   );
   // Polling beside the socket: the socket only nudges, and may be down.
