@@ -95,7 +95,7 @@ async function act(batchId: number, step: "sign" | "submit" | "retry"): Promise<
   else if (step === "submit") ok(await api.POST("/payouts/{batch_id}/submit", params));
   else ok(await api.POST("/payouts/{batch_id}/retry", params));
   showInfo(`Batch ${batchId}: ${step} requested; the settlement worker does it.`);
-  await loadBatches();
+  await Promise.all([loadBatches(), loadAudit()]);
 }
 
 function actions(batch: Schemas["BatchOut"]): Node {
@@ -134,7 +134,7 @@ async function buildBatch(): Promise<void> {
     await api.POST("/payouts/build-batch", { body: { maxRecipients: max ? Number(max) : null } }),
   );
   showInfo(`Batch ${batch.id} built: ${batch.recipientCount} recipients, ${bnb(batch.total)}.`);
-  await Promise.all([loadBatches(), loadRewards()]);
+  await Promise.all([loadBatches(), loadRewards(), loadAudit()]);
 }
 
 // ---------------------------------------------------------------------------- treasury
@@ -177,6 +177,7 @@ async function acknowledge(event: SubmitEvent): Promise<void> {
     }),
   );
   showInfo(`Anomaly ${anomaly.id} (${anomaly.kind}) acknowledged.`);
+  await loadAudit();
 }
 
 // ---------------------------------------------------------------------------- participants
