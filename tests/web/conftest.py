@@ -24,7 +24,7 @@ import uvicorn
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from redis import Redis
 from web3 import Web3
 
@@ -36,6 +36,9 @@ from tests.fixtures.services import new_wallet, settings_env
 CHROMIUM = os.environ.get("AUTOPOOL_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
 PAGES_BUILT = (REPO_ROOT / "web" / "dist" / "app" / "index.html").is_file()
+
+# A page's first screen waits on several API calls: generous waits for a loaded CI machine.
+expect.set_options(timeout=20_000)
 
 # Every browser test: `pytestmark = BROWSER_TEST`.
 BROWSER_TEST = [
@@ -102,7 +105,8 @@ def settlement_worker(web_settings: Settings, tmp_path: Path) -> Iterator[None]:
     """The settlement worker's Dramatiq process, on an empty queue (a stale message of an
     earlier test would act on its own batches). Its schedule is left out: here the admin
     drives every step from the page."""
-    Redis.from_url(web_settings.redis_url).flushdb()
+    with Redis.from_url(web_settings.redis_url) as redis:
+        redis.flushdb()
     proc = _start(
         "worker",
         [
@@ -231,6 +235,7 @@ async def open_page(browser: Browser, w3: Web3, server: str) -> AsyncIterator[Op
 
     async def open_as(acct: LocalAccount, path: str) -> Page:
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(30_000)
         contexts.append(context)
         await context.expose_function("__testWallet", wallet_handler(w3, acct))
         await context.add_init_script(WALLET_JS)
