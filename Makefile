@@ -32,8 +32,11 @@ node_modules/.bin/anvil: package.json package-lock.json
 services:
 	bash .ci/services.sh
 
+# The contracts (offline solc-js), then the web pages: TypeScript types generated from
+# docs/openapi.json, type-checked, bundled into web/dist (served at /app and /admin).
 compile: install
 	npx --no-install hardhat compile --quiet
+	npm run --silent web:build
 
 demo: install services compile
 	$(BIN)/autopool-devnet --once

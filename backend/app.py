@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from backend.admin.router import router as admin_router
@@ -41,6 +43,26 @@ ROUTERS = (
     monitoring_router,
     live_router,
 )
+
+# The web pages' build (`make compile`: web/build.mjs), one folder per page.
+WEB_DIST = Path(__file__).resolve().parents[1] / "web" / "dist"
+PAGES = ("admin", "app")
+
+
+def mount_pages(app: FastAPI, root: Path = WEB_DIST) -> None:
+    """The admin console at /admin and the reference dapp page at /app, served from their
+    build on the API's own origin (the pages call the API and its WebSocket there). A page
+    that is not built answers 404 with the command that builds it."""
+    for page in PAGES:
+        folder = root / page
+        if (folder / "index.html").is_file():
+            app.mount(f"/{page}", StaticFiles(directory=folder, html=True), name=f"page-{page}")
+        else:
+
+            async def not_built() -> PlainTextResponse:
+                return PlainTextResponse("the web pages are not built: run `make compile`", 404)
+
+            app.add_api_route(f"/{page}", not_built, include_in_schema=False)
 
 
 def create_app(settings: Settings | None = None, signer: PayloadSigner | None = None) -> FastAPI:
@@ -76,6 +98,8 @@ def create_app(settings: Settings | None = None, signer: PayloadSigner | None = 
     @app.get("/metrics", tags=["monitoring"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    mount_pages(app)
 
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
