@@ -114,7 +114,9 @@ async def test_an_expired_batch_is_released_and_rebuilt_and_its_stuck_nonce_stil
             (batch_id,) = await service.build_batches(res, created_by="test", limit=1)
             # Far enough for the first cycle to send it on a loaded machine, then it lapses
             # (the signer refuses to re-sign released rewards before its own clock passes it).
-            deadline = int(time.time()) + 20
+            # Both clocks matter: the contract's (blocks) and the signer's (wall time).
+            chain_now = int(w3.eth.get_block("latest")["timestamp"])
+            deadline = max(int(time.time()), chain_now) + 20
             async with unit_of_work(sessions) as s:
                 await s.execute(
                     update(PayoutBatch).where(PayoutBatch.id == batch_id).values(deadline=deadline)
@@ -123,7 +125,9 @@ async def test_an_expired_batch_is_released_and_rebuilt_and_its_stuck_nonce_stil
                 await service.run_cycle(res, created_by="test")
                 (stuck,) = await attempts(sessions)
                 assert stuck.status == "sent"
-                w3.provider.make_request("evm_increaseTime", [60])  # type: ignore[arg-type]
+                # The chain's clock jumps past the deadline, wherever earlier tests left it.
+                past = deadline + 5 - int(w3.eth.get_block("latest")["timestamp"])
+                w3.provider.make_request("evm_increaseTime", [max(past, 1)])  # type: ignore[arg-type]
                 mine_expensive_blocks(w3, chain_sync.confirmations + 1)
                 await chain_sync.sync_once()  # a confirmed block is past the deadline
                 await asyncio.sleep(max(0.0, deadline + 1 - time.time()))
