@@ -141,3 +141,45 @@ async def reconciliation(
         for r in rows
     ]
     return ReconciliationPage(latest=items[0] if items else None, items=items)
+
+
+class OpenAnomaly(BaseModel):
+    """A final chain event the ledger did not expect, not yet acknowledged."""
+
+    id: int
+    kind: str
+    detail: str
+    txHash: str | None
+    block: int | None
+    inflow: WeiStr
+    outflow: WeiStr
+    createdAt: datetime
+
+
+class AnomaliesOut(BaseModel):
+    submissionsBlocked: str | None
+    """Why the settlement worker submits nothing now (open anomalies, a halted listener)."""
+    items: list[OpenAnomaly]
+
+
+@router.get("/monitoring/anomalies", response_model=AnomaliesOut)
+async def anomalies(session: Session, _: Reader) -> AnomaliesOut:
+    """Open anomalies, oldest first, and whether payouts are blocked (auditor, operator, admin).
+    An admin acknowledges one with POST /monitoring/anomalies/{id}/ack."""
+    rows = await service.anomalies_open(session)
+    return AnomaliesOut(
+        submissionsBlocked=await service.submissions_blocked(session),
+        items=[
+            OpenAnomaly(
+                id=r.id,
+                kind=r.kind,
+                detail=r.detail,
+                txHash=r.log.get("txHash"),
+                block=r.log.get("blockNumber"),
+                inflow=int(r.inflow),
+                outflow=int(r.outflow),
+                createdAt=r.created_at,
+            )
+            for r in rows
+        ],
+    )

@@ -62,6 +62,9 @@ async def test_a_replay_past_the_head_is_refused(app: FastAPI, api: httpx.AsyncC
     assert r.json()["type"].endswith("block-ahead")
 
 
+AUDITOR = Account.create().address
+
+
 async def test_acknowledging_the_anomalies_lets_payouts_resume(
     app: FastAPI,
     api: httpx.AsyncClient,
@@ -74,10 +77,20 @@ async def test_acknowledging_the_anomalies_lets_payouts_resume(
     await sponsor_chain(api, w3, chain_sync, company.address, 2)
     steal(w3, deployment, new_wallet(w3, 0).address, 10**18)
     await sponsor_chain(api, w3, chain_sync, company.address, 1)  # mines past finality
-    async with sessions() as s:
-        assert await monitoring.submissions_blocked(s) is not None
-        ids = [a.id for a in await monitoring.anomalies_open(s)]
+    # Staff see the open anomalies and why payouts stop, through the API.
+    listed = await api.get(
+        "/monitoring/anomalies", headers=token_for(app, 3, AUDITOR, Role.AUDITOR)
+    )
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert "2 unacknowledged anomalies" in body["submissionsBlocked"]
+    ids = [a["id"] for a in body["items"]]
     assert len(ids) == 2
+    assert {a["kind"] for a in body["items"]} == {
+        "unexpected-PayoutExecuted",
+        "unexpected-BatchExecuted",
+    }
+    assert sum(int(a["outflow"]) for a in body["items"]) == 10**18
 
     participant = token_for(app, 2, Account.create().address)
     r = await api.post(
@@ -106,3 +119,5 @@ async def test_acknowledging_the_anomalies_lets_payouts_resume(
             await s.scalars(select(AuditLog).where(AuditLog.action == "anomaly.acknowledge"))
         )
     assert len(audits) == 2
+    after = (await api.get("/monitoring/anomalies", headers=headers)).json()
+    assert after == {"submissionsBlocked": None, "items": []}

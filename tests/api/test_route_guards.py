@@ -46,6 +46,7 @@ ROUTES = {
     ("GET", "/rewards/pending"): PARTICIPANT,
     ("POST", "/users/withdraw"): PARTICIPANT,
     ("GET", "/monitoring/reconciliation"): READER,
+    ("GET", "/monitoring/anomalies"): READER,
     ("GET", "/payouts"): READER,
     ("GET", "/payouts/{batch_id}"): READER,
     ("GET", "/admin/logs"): READER,

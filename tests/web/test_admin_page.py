@@ -84,10 +84,17 @@ async def test_an_admin_builds_signs_and_submits_a_batch_and_sees_it_executed(
     await expect(batch.locator(".badge")).to_have_text("signed", timeout=60_000)
     await screenshot(page, "admin-3-batch-signed")
 
-    await page.get_by_label("acknowledge anomaly id").fill(str(anomaly_id))
+    # The console says why payouts wait, and lists the anomaly to investigate.
+    await expect(page.locator("#payouts-blocked")).to_contain_text("1 unacknowledged anomaly")
+    row = page.locator("#anomalies tbody tr").first
+    await expect(row).to_contain_text("unexpected-test")
+    await row.get_by_role("button", name="Acknowledge…").click()
+    await expect(page.get_by_label("acknowledge anomaly id")).to_have_value(str(anomaly_id))
     await page.get_by_label("what you found").fill("a test anomaly: nothing moved")
-    await page.get_by_role("button", name="Acknowledge").click()
+    await page.get_by_role("button", name="Acknowledge", exact=True).click()
     await expect(page.locator("#message")).to_contain_text(f"Anomaly {anomaly_id}")
+    await expect(page.locator("#anomalies")).to_contain_text("No open anomaly.")
+    await expect(page.locator("#payouts-blocked")).to_have_text("Payouts are not blocked.")
     await batch.get_by_role("button", name="Submit").click()
     await expect(batch.locator(".badge")).to_have_text("executed", timeout=90_000)
     await expect(page.locator("#treasury-balanced")).to_have_text("balanced")

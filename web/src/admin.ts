@@ -164,6 +164,36 @@ async function loadTreasury(): Promise<void> {
     (latest?.recipientMismatches ?? []).map((m) => [JSON.stringify(m)]),
     "No per-recipient mismatch in the last reconciliation.",
   );
+  await loadAnomalies();
+}
+
+async function loadAnomalies(): Promise<void> {
+  const open = ok(await api.GET("/monitoring/anomalies"));
+  setText(
+    "payouts-blocked",
+    open.submissionsBlocked
+      ? `Payouts are blocked: ${open.submissionsBlocked}.`
+      : "Payouts are not blocked.",
+  );
+  fillTable(
+    "anomalies",
+    open.items.map((a) => [
+      a.id,
+      a.kind,
+      a.block ?? "—",
+      a.txHash ? short(a.txHash) : "—",
+      bnb(a.inflow),
+      bnb(a.outflow),
+      a.detail,
+      isAdmin()
+        ? button("Acknowledge…", () => {
+            input("anomaly-id").value = String(a.id);
+            input("anomaly-note").focus();
+          })
+        : "",
+    ]),
+    "No open anomaly.",
+  );
 }
 
 async function acknowledge(event: SubmitEvent): Promise<void> {
@@ -177,7 +207,7 @@ async function acknowledge(event: SubmitEvent): Promise<void> {
     }),
   );
   showInfo(`Anomaly ${anomaly.id} (${anomaly.kind}) acknowledged.`);
-  await loadAudit();
+  await Promise.all([loadAudit(), loadAnomalies()]);
 }
 
 // ---------------------------------------------------------------------------- participants
