@@ -181,6 +181,7 @@ def main() -> None:
         api = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{api}/health")
         say(f"API on {api} (docs at {api}/docs); process logs in {logs}")
+        say(f"dapp page {api}/app/ and admin console {api}/admin/ (an injected wallet signs in)")
 
         report, summary = asyncio.run(
             scenario.run(
