@@ -83,12 +83,44 @@ def start_anvil(
     if block_time is not None:
         args += ["--block-time", str(block_time)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    node = AnvilNode(port=port, chain_id=chain_id, process=proc)
+    return _answering(AnvilNode(port=port, chain_id=chain_id, process=proc), "anvil", timeout)
+
+
+def start_hardhat_node(
+    port: int | None = None, chain_id: int = 31337, block_time: float | None = None
+) -> AnvilNode:
+    """Start `npx hardhat node` (the same dev accounts as Anvil, 10,000 ETH each; chain id from
+    hardhat.config.js) and, with `block_time`, interval mining beside automine."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        ["npx", "--no-install", "hardhat", "node", "--hostname", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    node = _answering(AnvilNode(port=port, chain_id=chain_id, process=proc), "hardhat node", 60)
+    if block_time is not None:
+        _rpc(node.rpc_url, "evm_setIntervalMining", [int(block_time * 1000)])
+    return node
+
+
+def _rpc(url: str, method: str, params: list[object]) -> object:
+    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    r.raise_for_status()
+    body = r.json()
+    if "error" in body:
+        raise RuntimeError(f"{method}: {body['error']}")
+    return body["result"]
+
+
+def _answering(node: AnvilNode, name: str, timeout: float) -> AnvilNode:
+    """`node` once it answers JSON-RPC; stopped, with its stderr, if it exits or never does."""
+    proc = node.process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"anvil exited early ({proc.returncode}): {err}")
+            raise RuntimeError(f"{name} exited early ({proc.returncode}): {err}")
         try:
             r = httpx.post(
                 node.rpc_url,
@@ -101,4 +133,4 @@ def start_anvil(
             pass
         time.sleep(0.1)
     node.stop()
-    raise RuntimeError(f"anvil did not answer on port {port} within {timeout}s")
+    raise RuntimeError(f"{name} did not answer on port {node.port} within {timeout}s")

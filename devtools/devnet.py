@@ -26,7 +26,7 @@ from eth_account import Account
 from web3 import Web3
 
 from devtools import scenario
-from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil
+from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil, start_hardhat_node
 from devtools.deploy import deploy_autopool
 from devtools.processes import REPO_ROOT, SignerProcess, free_port, start_signer_process
 
@@ -71,6 +71,12 @@ def main() -> None:
             "AUTOPOOL_DEVNET_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
+    parser.add_argument(
+        "--chain",
+        choices=("anvil", "hardhat"),
+        default="anvil",
+        help="the local chain: Anvil (npm @foundry-rs/anvil) or `npx hardhat node`",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="autopool-devnet-"))
@@ -81,10 +87,10 @@ def main() -> None:
         cwd=REPO_ROOT,
         check=True,
     )
-    anvil = start_anvil(
-        port=int(os.environ.get("AUTOPOOL_DEVNET_RPC_PORT", "0")) or None, block_time=1
-    )
-    say(f"anvil on {anvil.rpc_url} (chain {anvil.chain_id}, 1 s blocks)")
+    port = int(os.environ.get("AUTOPOOL_DEVNET_RPC_PORT", "0")) or None
+    start_chain = start_hardhat_node if args.chain == "hardhat" else start_anvil
+    anvil = start_chain(port=port, block_time=1)
+    say(f"{args.chain} on {anvil.rpc_url} (chain {anvil.chain_id}, 1 s blocks)")
     w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
     owner, signer_key, guardian, sender = DEV_PRIVATE_KEYS[:4]
     company_key, admin_key = DEV_PRIVATE_KEYS[9], DEV_PRIVATE_KEYS[8]

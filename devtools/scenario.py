@@ -7,7 +7,8 @@ up, some are frozen (and some of those unfrozen again), an operator builds, sign
 payout batches until nothing is left to pay, and the summary is read back from the API and the
 chain: every figure shown is derived from the ledger or the chain.
 
-DEV/TEST ONLY: wallets are created on the fly and funded with `anvil_setBalance`.
+DEV/TEST ONLY: wallets are created on the fly and funded with `anvil_setBalance` (Anvil) or
+`hardhat_setBalance` (a Hardhat node).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Dapp:
         self.http = httpx.AsyncClient(base_url=api, timeout=60)
         self.w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url))
         self.rng = random.Random(seed)
+        self._set_balance: str | None = None
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -124,8 +126,12 @@ class Dapp:
         return dict(receipt)
 
     async def fund(self, wallet: Wallet) -> None:
+        if self._set_balance is None:  # Anvil's method, or a Hardhat node's
+            version = str(await self.w3.client_version)
+            hardhat = version.lower().startswith("hardhat")
+            self._set_balance = "hardhat_setBalance" if hardhat else "anvil_setBalance"
         await self.w3.provider.make_request(
-            "anvil_setBalance",  # type: ignore[arg-type]
+            self._set_balance,  # type: ignore[arg-type]
             [wallet.acct.address, hex(FUNDING_WEI)],
         )
 
