@@ -71,9 +71,8 @@ async function loadRewards(): Promise<void> {
           status,
           type,
           user: userText ? Number(userText) : undefined,
-          // The schema types request-side wei as `integer`, which a JS number cannot hold past
-          // 2^53; the API accepts the exact decimal string, so it is sent as one.
-          minAmount: minAmount === null ? undefined : (minAmount.toString() as unknown as number),
+          // Wei is a decimal string both ways (a JS number cannot hold it past 2^53).
+          minAmount: minAmount === null ? undefined : minAmount.toString(),
           limit: 100,
         },
       },
