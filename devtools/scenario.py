@@ -199,19 +199,25 @@ async def wait_confirmed(dapp: Dapp, nodes: int) -> None:
     await dapp.wait_for(done, f"the listener to confirm {nodes} level-1 nodes")
 
 
-async def retopups(dapp: Dapp, wallets: list[Wallet], count: int) -> int:
-    done = 0
+async def retopups(dapp: Dapp, wallets: list[Wallet], count: int, concurrency: int = 32) -> int:
+    """`count` distinct wallets retop up at once (up to `concurrency` in flight), as many
+    dapps would."""
+    gate = asyncio.Semaphore(concurrency)
     with progress() as bar:
         task = bar.add_task("retopups", total=count)
-        for wallet in dapp.rng.sample(wallets, min(count, len(wallets))):
-            await dapp.me(wallet)
-            r = await dapp.call("POST", f"/users/{wallet.user_id}/retopup", wallet)
-            if r.status_code != 200:
-                raise RuntimeError(f"retopup: {r.status_code} {r.text}")
-            await dapp.send(wallet, r.json()["tx"])
-            done += 1
-            bar.advance(task)
-    return done
+
+        async def one(wallet: Wallet) -> None:
+            async with gate:
+                await dapp.me(wallet)
+                r = await dapp.call("POST", f"/users/{wallet.user_id}/retopup", wallet)
+                if r.status_code != 200:
+                    raise RuntimeError(f"retopup: {r.status_code} {r.text}")
+                await dapp.send(wallet, r.json()["tx"])
+                bar.advance(task)
+
+        chosen = dapp.rng.sample(wallets, min(count, len(wallets)))
+        await asyncio.gather(*(one(w) for w in chosen))
+    return len(chosen)
 
 
 async def set_frozen(dapp: Dapp, admin: Wallet, user_id: int, frozen: bool) -> None:
@@ -277,13 +283,20 @@ async def pay_out(dapp: Dapp, operator: Wallet, report: Report, max_batches: int
 
 
 async def withdraw(dapp: Dapp, wallets: list[Wallet], count: int) -> int:
-    """Some participants ask for their pending rewards now (served in the next cycle)."""
+    """Up to `count` participants with pending rewards ask for them now (served by an
+    immediate batch of their own). The worker's schedule may have batched them first: a 409
+    (nothing pending any more) or 403 (frozen) is a fine answer too."""
     asked = 0
-    for wallet in dapp.rng.sample(wallets, min(count, len(wallets))):
+    for wallet in dapp.rng.sample(wallets, min(count * 5, len(wallets))):
+        if asked >= count:
+            break
+        me = await dapp.me(wallet)
+        if int(me["balances"]["byStatus"].get("pending", 0)) == 0:
+            continue
         r = await dapp.call("POST", "/users/withdraw", wallet)
         if r.status_code == 202:
             asked += 1
-        elif r.status_code not in (403, 409):  # frozen, or nothing pending: both fine here
+        elif r.status_code not in (403, 409):
             raise RuntimeError(f"withdraw: {r.status_code} {r.text}")
     return asked
 
@@ -308,7 +321,7 @@ async def run(
         report.registered = len(wallets)
         await wait_confirmed(dapp, participants + 1)
 
-        report.retopups = await retopups(dapp, wallets, max(1, participants // 20))
+        report.retopups = await retopups(dapp, wallets, max(1, participants // 20), concurrency)
         for wallet in dapp.rng.sample(wallets, min(3, len(wallets))):
             await dapp.me(wallet)
             await set_frozen(dapp, admin, wallet.user_id, True)
