@@ -97,9 +97,17 @@ class Dapp:
     async def call(
         self, method: str, path: str, wallet: Wallet, json: Any = None, attempts: int = 120
     ) -> httpx.Response:
-        """An authenticated call; 503 and 429 answers are retried after their Retry-After."""
-        for _ in range(attempts):
-            r = await self.http.request(method, path, json=json, headers=wallet.headers)
+        """An authenticated call; 503 and 429 answers are retried after their Retry-After, and
+        a dropped connection (a keep-alive connection the server closed as it was reused)
+        after a moment, as wallets do. Every call the scenario makes is safe to repeat."""
+        for attempt in range(attempts):
+            try:
+                r = await self.http.request(method, path, json=json, headers=wallet.headers)
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
             if r.status_code not in (429, 503):
                 return r
             await asyncio.sleep(min(float(r.headers.get("retry-after", "1")), 5.0))
