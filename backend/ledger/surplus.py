@@ -23,7 +23,11 @@ async def credit_new(session: AsyncSession, surplus: int, first_block: int, bloc
         # Below zero the contract lost BNB the ledger owes: the reconciliation reports that
         # deficit; nothing is credited or taken back here.
         return 0
-    company = await users.company_id(session)
+    company = await users.company_root(session)
+    if company is None:
+        # Not seeded (a bare database): reported by the reconciliation as not credited.
+        log.error("surplus not credited: no company root participant", wei=str(uncredited))
+        return 0
     reason = (
         f"{uncredited} wei held by the contract beyond what its events account for, first "
         f"seen in blocks {first_block}-{block} (forced by SELFDESTRUCT, sent before "

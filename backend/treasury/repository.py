@@ -68,7 +68,9 @@ async def surplus_outstanding(session: AsyncSession, block: int) -> int:
             ChainEvent.name == "SurplusDrawn", ChainEvent.block_number <= block
         )
     )
-    return int(credited or 0) - int(drawn or 0)
+    # Never below zero: a draw beyond the credits (a batch the ledger did not build, recorded
+    # as an anomaly) took BNB that is gone, not a surplus to credit again.
+    return max(int(credited or 0) - int(drawn or 0), 0)
 
 
 async def last_report_block(session: AsyncSession) -> int | None:

@@ -294,6 +294,11 @@ async def set_frozen(
     return before, frozen
 
 
+async def company_root(session: AsyncSession) -> int | None:
+    """The company root participant's id, or None before `autopool seed`."""
+    return await repo.company_id(session)
+
+
 async def company_id(session: AsyncSession) -> int:
     cid = await repo.company_id(session)
     if cid is None:
