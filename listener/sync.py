@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 
 from backend.chain.events import EventDecoder
-from backend.chain.rpc import AdaptiveRange, RpcClient
+from backend.chain.rpc import AdaptiveRange, RpcClient, bloom_may_contain
 from backend.core.db import unit_of_work
 from backend.core.logging import log
 from backend.ledger import anomalies, surplus
@@ -49,6 +49,11 @@ _CONCERNS = {
     "Claimed": "account",
 }
 _SURPLUS_SELECTOR = "0x" + function_signature_to_4byte_selector("surplus()").hex()
+LOG_RECHECKS = Counter(
+    "autopool_listener_log_rechecks_total",
+    "Blocks whose logsBloom named the contract but eth_getLogs over the range returned nothing",
+    ["outcome"],
+)
 REORGS = Counter("autopool_listener_reorgs_total", "Reorgs seen", ["depth"])
 
 
@@ -228,9 +233,36 @@ class ChainSync:
         )
         return int(result, 16) if result not in (None, "0x") else 0
 
-    async def _ingest(self, session: AsyncSession, start: int, end: int) -> int:
+    async def _complete_logs(
+        self, start: int, end: int
+    ) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """Every log of the contract in [start, end]. `eth_getLogs` over a range is not trusted
+        to be complete: a block whose `logsBloom` says the contract may have logged, but of
+        which the range returned nothing, is asked again by hash (of every RPC URL) before the
+        cursor moves past it. Returns the logs and each block's timestamp."""
         raw_logs = await self.rpc.logs_in_ranges(self.contract, start, end, self.ranges)
         block_ts: dict[int, int] = {}
+        seen = {int(x["blockNumber"], 16) for x in raw_logs}
+        address = bytes.fromhex(self.contract[2:])
+        for header in await self.rpc.headers(start, end):
+            number = int(header["number"], 16)
+            block_ts[number] = int(header["timestamp"], 16)
+            if number in seen or not bloom_may_contain(header["logsBloom"], address):
+                continue
+            found = await self.rpc.logs_of_block(self.contract, header["hash"])
+            outcome = "recovered" if found else "bloom-false-positive"
+            LOG_RECHECKS.labels(outcome).inc()
+            if found:
+                log.warning(
+                    "eth_getLogs missed a block's logs; recovered by hash",
+                    block=number,
+                    logs=len(found),
+                )
+                raw_logs.extend(found)
+        return raw_logs, block_ts
+
+    async def _ingest(self, session: AsyncSession, start: int, end: int) -> int:
+        raw_logs, block_ts = await self._complete_logs(start, end)
         settled = 0
         # One transaction's events are applied together: if one of them is unexpected, none
         # is (a stolen batch's lines and its BatchExecuted all become anomalies).
@@ -245,9 +277,6 @@ class ChainSync:
                 continue
             name, args = decoded
             number = int(raw["blockNumber"], 16)
-            if number not in block_ts:
-                header = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
-                block_ts[number] = int(header["timestamp"], 16)
             event_id = await session.scalar(
                 insert(ChainEvent)
                 .values(

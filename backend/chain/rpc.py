@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from eth_utils import keccak
 from prometheus_client import Counter
 
 RPC_ERRORS = Counter("autopool_rpc_errors_total", "JSON-RPC failures by type", ["kind"])
@@ -223,6 +224,30 @@ class RpcClient:
             raise RpcError(f"eth_getLogs returned {type(logs).__name__}")
         return logs
 
+    async def logs_of_block(self, address: str, block_hash: str) -> list[dict[str, Any]]:
+        """The logs of `address` in one block, asked of every configured URL in turn until one
+        returns some (a provider that lost them once may still have them, or another may)."""
+        for url in self.urls:
+            logs = await self.call(
+                "eth_getLogs", [{"address": address, "blockHash": block_hash}], url=url
+            )
+            if isinstance(logs, list) and logs:
+                return logs
+        return []
+
+    async def headers(self, start: int, end: int, concurrency: int = 16) -> list[dict[str, Any]]:
+        """The headers of blocks [start, end], in order (`concurrency` requests in flight)."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(number: int) -> dict[str, Any]:
+            async with gate:
+                header = await self.call("eth_getBlockByNumber", [hex(number), False])
+            if not isinstance(header, dict):
+                raise RpcError(f"no block {number}")
+            return header
+
+        return list(await asyncio.gather(*(one(n) for n in range(start, end + 1))))
+
     async def logs_in_ranges(
         self, address: str, start: int, end: int, ranges: AdaptiveRange
     ) -> list[dict[str, Any]]:
@@ -241,3 +266,17 @@ class RpcClient:
             ranges.succeeded()
             at = upto + 1
         return out
+
+
+def bloom_may_contain(bloom_hex: str, item: bytes) -> bool:
+    """Whether a block's `logsBloom` may hold `item` (an address or a topic): the three
+    11-bit indexes of keccak(item) are set (the yellow paper's M3:2048). False means surely not."""
+    bloom = bytes.fromhex(bloom_hex.removeprefix("0x"))
+    if len(bloom) != 256:
+        return True  # not a bloom we can read: never conclude "no logs" from it
+    digest = keccak(item)
+    for i in (0, 2, 4):
+        bit = ((digest[i] << 8) | digest[i + 1]) & 2047
+        if not bloom[255 - bit // 8] & (1 << (bit % 8)):
+            return False
+    return True
