@@ -7,6 +7,7 @@ import contextlib
 import signal
 
 from sqlalchemy import text
+from web3 import AsyncWeb3, WebSocketProvider
 
 from backend.core.db import LOCK_LISTENER_LEADER, unit_of_work
 from backend.core.logging import configure_logging, log
@@ -50,26 +51,72 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             log.info(
                 "listener active", contract=settings.contract_address, generation=sync.generation
             )
-            while not stop.is_set():
-                try:
-                    settled = await sync.sync_once()
-                    if settled:
-                        log.info("listener synced", events=settled)
-                except (DeepReorg, Halted):
-                    # Halted on the cursor: nothing is written; poll until an operator resumes.
-                    await _sleep(stop, max(5.0, settings.listener_poll_seconds))
-                    continue
-                except LostLeadership:
-                    log.error("listener lost leadership to a newer generation; exiting")
-                    raise
-                except Exception:
-                    log.exception("listener sync failed; retrying")
-                await _sleep(stop, settings.listener_poll_seconds)
+            wake = asyncio.Event()
+            heads = (
+                asyncio.create_task(watch_heads(settings.listener_ws_url, wake, stop))
+                if settings.listener_ws_url
+                else None
+            )
+            try:
+                await _sync_loop(sync, settings, stop, wake)
+            finally:
+                if heads is not None:
+                    heads.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await heads
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+async def _sync_loop(
+    sync: ChainSync, settings: Settings, stop: asyncio.Event, wake: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        wake.clear()
+        try:
+            settled = await sync.sync_once()
+            if settled:
+                log.info("listener synced", events=settled)
+        except (DeepReorg, Halted):
+            # Halted on the cursor: nothing is written; poll until an operator resumes.
+            await _sleep(stop, max(5.0, settings.listener_poll_seconds))
+            continue
+        except LostLeadership:
+            log.error("listener lost leadership to a newer generation; exiting")
+            raise
+        except Exception:
+            log.exception("listener sync failed; retrying")
+        await _sleep(stop, settings.listener_poll_seconds, wake)
+
+
+async def watch_heads(url: str, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """Set `wake` on every new head (`eth_subscribe` `newHeads` over WebSocket). A lost
+    subscription is reopened with backoff; meanwhile the loop polls as usual."""
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            async with AsyncWeb3(WebSocketProvider(url)) as w3:
+                await w3.eth.subscribe("newHeads")
+                log.info("listener subscribed to newHeads", url=url)
+                backoff = 1.0
+                async for _ in w3.socket.process_subscriptions():
+                    wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any transport failure: poll meanwhile, then reconnect
+            log.warning("newHeads subscription lost; polling meanwhile", error=str(exc))
+        await _sleep(stop, backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
+    """Sleep `seconds`, or less if `stop` (or `wake`) is set meanwhile."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waits.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def main() -> None:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     treasury_approvers: list[str] = Field(default_factory=list)
     treasury_required_approvals: int = Field(default=2, ge=1)
     listener_poll_seconds: float = 1.0
+    # When set (ws:// or wss://), the listener also subscribes to `newHeads` and syncs as soon
+    # as a block arrives; polling every `listener_poll_seconds` goes on as the fallback.
+    listener_ws_url: str = ""
     listener_batch_blocks: int = 2_000
     # Which blocks are final: "tag" asks the node (`finalized`: BSC's fast finality, any
     # post-merge chain); "depth" counts `confirmations` below the head (the devnet and tests).
