@@ -24,14 +24,16 @@ from tests.fixtures.services import Deployment, new_wallet
 from tests.fixtures.wallets import mine
 
 
-def steal(w3: Web3, deployment: Deployment, recipient: str, amount: int) -> str:
+def steal(
+    w3: Web3, deployment: Deployment, recipient: str, amount: int, batch_id: int = 9_000_000
+) -> str:
     """What a thief holding the signer key can do: sign and execute a batch no ledger built
     (an id far from the backend's). Returns the transaction hash."""
     contract = deployment.contract
     msg = {
-        "batchId": 9_000_000,
+        "batchId": batch_id,
         "payouts": [{"recipient": recipient, "amount": amount}],
-        "nonce": 9_000_000,
+        "nonce": batch_id,
         "deadline": int(w3.eth.get_block("latest")["timestamp"]) + 3600,
     }
     doc = full_message(Domain(w3.eth.chain_id, contract.address), "PayoutBatch", msg)
@@ -40,7 +42,7 @@ def steal(w3: Web3, deployment: Deployment, recipient: str, amount: int) -> str:
     ).signature
     thief: LocalAccount = Account.from_key(deployment.sender_key)
     call = contract.functions.executeBatchPayouts(
-        (9_000_000, [(recipient, amount)], 9_000_000, msg["deadline"]), signature
+        (batch_id, [(recipient, amount)], batch_id, msg["deadline"]), signature
     )
     tx = call.build_transaction(
         {"from": thief.address, "nonce": w3.eth.get_transaction_count(thief.address)}
@@ -150,3 +152,53 @@ async def test_resume_clears_the_halt_and_moves_the_cursor_to_the_canonical_chai
     started = time.monotonic()
     await chain_sync.sync_once()  # ingests again from block 2: nothing applied twice
     assert time.monotonic() - started < 30
+
+
+REJECT_ALL = "0x60006000fd"  # PUSH1 0 PUSH1 0 REVERT: code that refuses every transfer
+
+
+def claim(w3: Web3, acct: LocalAccount, deployment: Deployment) -> None:
+    w3.provider.make_request("anvil_setCode", [acct.address, "0x"])  # type: ignore[arg-type]
+    gas_money = hex(w3.eth.get_balance(acct.address) + 10**17)
+    w3.provider.make_request("anvil_setBalance", [acct.address, gas_money])  # type: ignore[arg-type]
+    fn = deployment.contract.functions.claim()
+    tx = fn.build_transaction(
+        {"from": acct.address, "nonce": w3.eth.get_transaction_count(acct.address)}
+    )
+    sent = w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
+    assert w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
+
+
+async def test_a_claim_the_ledger_did_not_expect_is_an_anomaly_with_its_reason(
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    deployment: Deployment,
+) -> None:
+    """Deferred payouts of stolen batches, then claimed: by a participant whose ledger holds
+    nothing claimable, and by an account the ledger does not know. Each `Claimed` is recorded
+    with the reason the ledger refused it and the BNB it took."""
+    (participant,) = await sponsor_chain(api, w3, chain_sync, company.address, 1)
+    stranger = new_wallet(w3, 0)
+    for n, acct in enumerate((participant, stranger)):
+        w3.provider.make_request("anvil_setCode", [acct.address, REJECT_ALL])  # type: ignore[arg-type]
+        steal(w3, deployment, acct.address, (n + 1) * 10**18, batch_id=9_000_000 + n)
+        assert deployment.contract.functions.claimable(acct.address).call() == (n + 1) * 10**18
+        claim(w3, acct, deployment)
+    mine(w3, chain_sync.confirmations)
+    await chain_sync.sync_once()
+
+    async with sessions() as s:
+        claims = list(
+            await s.scalars(
+                select(Anomaly).where(Anomaly.kind == "unexpected-Claimed").order_by(Anomaly.id)
+            )
+        )
+    assert [(a.outflow, a.log["args"]["account"]) for a in claims] == [
+        (10**18, participant.address),
+        (2 * 10**18, stranger.address),
+    ]
+    assert f"{participant.address} claimed {10**18} wei, ledger had 0" in claims[0].detail
+    assert f"claim by unknown account {stranger.address}" in claims[1].detail

@@ -14,6 +14,7 @@ from backend.core.db import unit_of_work
 from backend.core.security import Role
 from backend.core.settings import Settings
 from backend.core.wiring import open_resources
+from backend.ledger import surplus
 from backend.models import ChainEvent, ReconciliationReport, Reward, SurplusCredit, User
 from backend.monitoring import service as monitoring
 from backend.payouts import service as payouts
@@ -178,3 +179,21 @@ async def test_a_credited_surplus_is_paid_to_the_company_and_the_books_still_bal
     assert len(await company_lines(sessions, company.address)) == 1
     assert report.recipient_mismatches == []
     assert int(report.contract_balance) == int(report.liabilities)
+
+
+# Credits a surplus the chain does not hold: the chain-side invariants would (rightly) flag it.
+@pytest.mark.chain_diverged
+async def test_a_surplus_of_one_wei_is_credited_once_and_none_is_not(
+    api: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+) -> None:
+    async with unit_of_work(sessions) as s:
+        assert await surplus.credit_new(s, 0, 5, 6) == 0
+        assert await surplus.credit_new(s, 1, 5, 6) == 1
+        assert await surplus.credit_new(s, 1, 7, 8) == 0  # the same wei: already credited
+    (line,) = await company_lines(sessions, company.address)
+    assert int(line.amount) == 1
+    async with sessions() as s:
+        credit = await s.get(SurplusCredit, line.surplus_credit_id)
+    assert credit is not None and "blocks 5-6" in credit.reason
