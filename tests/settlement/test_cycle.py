@@ -77,6 +77,12 @@ async def test_a_batch_that_would_exceed_the_gas_ceiling_is_split_before_signing
     mined = [a for a in sent if a.status == "mined"]
     assert sorted(a.batch_id for a in mined) == sorted(b.id for b in built)
     assert all(a.gas_used is not None and a.gas_used <= a.gas_limit for a in mined)
+    # Each batch records the transaction and block that executed it (its BatchExecuted event).
+    by_batch = {a.batch_id: a for a in mined}
+    assert all(
+        (b.tx_hash, b.executed_block) == (by_batch[b.id].tx_hash, by_batch[b.id].mined_block)
+        for b in built
+    )
     assert paid_on_chain_per_recipient(deployment.contract) == await settled_per_recipient(sessions)
 
 
