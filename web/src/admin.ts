@@ -147,15 +147,17 @@ async function loadTreasury(): Promise<void> {
     ["confirmed inflows", bnb(s.inflows)],
     ["confirmed outflows", bnb(s.outflows)],
     ...Object.entries(s.liabilities).map(([bucket, wei]) => [`liabilities: ${bucket}`, bnb(wei)]),
-    ["contract − (inflows − outflows)", `${s.chain_difference} wei`],
-    ["contract − liabilities", `${s.ledger_difference} wei`],
+    ["surplus (BNB no event accounts for)", bnb(s.surplus ?? "0")],
+    ["surplus not yet credited to the company", bnb(s.surplus_uncredited ?? "0")],
+    ["contract − surplus − (inflows + surplus drawn − outflows)", `${s.chain_difference} wei`],
+    ["contract − uncredited surplus − liabilities", `${s.ledger_difference} wei`],
   ]);
   const rec = ok(await api.GET("/monitoring/reconciliation", { params: { query: { limit: 5 } } }));
   const latest = rec.latest;
   setText(
     "reconciliation",
     latest
-      ? `Last reconciliation at block ${latest.block} (${when(latest.createdAt)}): ${latest.ok ? "ok" : "MISMATCH"}, difference ${latest.difference} wei, surplus ${bnb(latest.surplus)}, deficit ${bnb(latest.deficit)}.`
+      ? `Last reconciliation at block ${latest.block} (${when(latest.createdAt)}): ${latest.ok ? "ok" : "MISMATCH"}, difference ${latest.difference} wei, surplus ${bnb(latest.surplus)} (credited ${bnb(latest.surplusCredited)}), deficit ${bnb(latest.deficit)}.`
       : "No reconciliation has run yet (the worker runs it on its schedule).",
   );
   fillTable(
