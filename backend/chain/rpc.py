@@ -249,22 +249,34 @@ class RpcClient:
         return list(await asyncio.gather(*(one(n) for n in range(start, end + 1))))
 
     async def logs_in_ranges(
-        self, address: str, start: int, end: int, ranges: AdaptiveRange
+        self, address: str, start: int, end: int, ranges: AdaptiveRange, ahead: int = 4
     ) -> list[dict[str, Any]]:
-        """Every log of `address` in [start, end], fetched in adaptive spans, in order."""
+        """Every log of `address` in [start, end], in order, fetched in adaptive spans with up
+        to `ahead` spans in flight. A span the provider refuses as too large is fetched again,
+        smaller, with every span after it."""
         out: list[dict[str, Any]] = []
         at = start
         while at <= end:
-            upto = min(end, at + ranges.span - 1)
-            try:
-                out.extend(await self.get_logs(address, at, upto))
-            except RangeTooLarge as exc:
-                if upto == at:
-                    raise
-                ranges.refused(exc.span)
-                continue
-            ranges.succeeded()
-            at = upto + 1
+            windows: list[tuple[int, int]] = []
+            low = at
+            while low <= end and len(windows) < ahead:
+                high = min(end, low + ranges.span - 1)
+                windows.append((low, high))
+                low = high + 1
+            results = await asyncio.gather(
+                *(self.get_logs(address, a, b) for a, b in windows), return_exceptions=True
+            )
+            for (low, high), result in zip(windows, results, strict=True):
+                if isinstance(result, RangeTooLarge):
+                    if high == low:
+                        raise result
+                    ranges.refused(result.span)
+                    break  # this span and the ones after it, again, smaller
+                if isinstance(result, BaseException):
+                    raise result
+                out.extend(result)
+                ranges.succeeded()
+                at = high + 1
         return out
 
 
