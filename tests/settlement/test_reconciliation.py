@@ -197,3 +197,32 @@ async def test_a_surplus_of_one_wei_is_credited_once_and_none_is_not(
     async with sessions() as s:
         credit = await s.get(SurplusCredit, line.surplus_credit_id)
     assert credit is not None and "blocks 5-6" in credit.reason
+
+
+@pytest.mark.chain_diverged
+async def test_a_surplus_that_appears_with_a_payout_names_the_batch(
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    settings: Settings,
+    deployment: Deployment,
+) -> None:
+    """BNB that arrives in the same blocks as a payout (as a recipient returning it would) is
+    credited with a reason naming the batches executed there, for the operator to look at."""
+    await sponsor_chain(api, w3, chain_sync, company.address, 2)
+    async with open_resources(settings) as res:
+        await payouts.run_cycle(res, created_by="test")
+    force_bnb(w3, deployment.contract.address, 10**15)
+    mine(w3, chain_sync.confirmations)
+    await chain_sync.sync_once()
+    async with sessions() as s:
+        executed = list(
+            await s.scalars(select(ChainEvent).where(ChainEvent.name == "BatchExecuted"))
+        )
+        (credit,) = list(await s.scalars(select(SurplusCredit)))
+    assert executed and int(credit.amount) == 10**15
+    batch_ids = ", ".join(str(e.args["batchId"]) for e in executed)
+    assert credit.reason.endswith(f"; payout batches executed in those blocks: {batch_ids}")
+    assert credit.reason.startswith(f"{10**15} wei held by the contract beyond")
