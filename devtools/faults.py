@@ -1,0 +1,937 @@
+"""`python -m devtools.faults`: the whole system under faults — nothing lost, nothing paid
+twice (issue 14).
+
+Starts the stack as separate processes on Anvil (signer, two API replicas, the listener, the
+settlement worker, a fresh database and its own redis-server), drives it through the public API
+as dapps do (registrations, retopups, freezes and unfreezes, withdraw requests, payout
+batches; requests spread over both replicas, retried on connection errors and 503 like real
+wallets), while a fault injector, at moments drawn from `--seed`, SIGKILLs and restarts each
+process, reorganises the chain inside the non-final window, restarts Redis, terminates the
+stack's PostgreSQL connections, takes the signer away for several seconds and leaves a
+settlement transaction stuck under a base-fee spike until the worker bumps it.
+
+Then it drains and checks, from the chain's own logs and plain SQL (no ledger code): the
+contract balance and claimable bucket against the ledger to the wei, every recipient's
+on-chain payouts against their settled rewards, nothing payable left unpaid, every on-chain
+registration in the ledger exactly once, and no process wedged. A failure prints the seed and
+the first difference and exits 1.
+
+TEST/DEV ONLY: the public Anvil keys, `anvil_*`/`evm_*` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from eth_account import Account
+from rich.console import Console
+from rich.table import Table
+from web3 import Web3
+from web3.exceptions import TimeExhausted
+
+from devtools import scenario
+from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil
+from devtools.processes import free_port
+from devtools.replicas import ReplicaTransport, problem_type
+from devtools.scenario import Dapp, Report, Wallet
+from devtools.stack import (
+    ADMIN_KEY,
+    COMPANY_KEY,
+    LISTENER_COMMAND,
+    SENDER_KEY,
+    WORKER_COMMAND,
+    Stack,
+    compile_contracts,
+    create_database,
+    database_url,
+    deploy_devnet_contract,
+    drop_database,
+    migrate_and_seed,
+    stack_env,
+)
+
+console = Console()
+# Blocks below the head before the listener settles an event. A reorg replaces at most
+# REORG_MAX_BLOCKS blocks, well inside this window, so it never reaches a final block.
+CONFIRMATIONS = 6
+REORG_MAX_BLOCKS = 3
+START = time.monotonic()
+
+FAULT_COUNTS = {
+    "kill-listener": 3,
+    "kill-worker": 3,
+    "kill-api": 3,
+    "kill-signer": 2,
+    "signer-outage": 1,
+    "reorg": 2,
+    "redis-restart": 2,
+    "pg-terminate": 3,
+    "stuck-tx": 1,
+}
+
+
+def say(msg: str) -> None:
+    print(f"[faults {time.monotonic() - START:6.1f}s] {msg}", flush=True)
+
+
+def topic(signature: str) -> str:
+    return "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")
+
+
+T_REGISTRATION = topic("RegistrationAccepted(address,address,uint256,uint256,bytes32,uint256)")
+T_PAID = topic("PayoutExecuted(uint256,address,uint256)")
+T_DEFERRED = topic("PayoutDeferred(uint256,address,uint256)")
+T_CLAIMED = topic("Claimed(address,uint256)")
+T_CLAIMED_TO = topic("ClaimedTo(address,address,uint256)")
+T_BATCH = topic("BatchExecuted(uint256,uint256,uint256,uint256)")
+
+
+class CheckFailed(Exception):
+    """A guarantee does not hold: the message is the first difference found."""
+
+
+class Chain:
+    """Raw JSON-RPC to Anvil (no web3 formatters: the checks share no code with the ledger)."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+
+    async def rpc(self, method: str, *params: Any) -> Any:
+        r = await self.http.post(
+            "", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+        )
+        body = r.json()
+        if "error" in body:
+            raise RuntimeError(f"{method}: {body['error']}")
+        return body["result"]
+
+    async def head(self) -> int:
+        return int(await self.rpc("eth_blockNumber"), 16)
+
+    async def logs(self, address: str, to_block: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        step = 5_000
+        for start in range(0, to_block + 1, step):
+            out += await self.rpc(
+                "eth_getLogs",
+                {
+                    "address": address,
+                    "fromBlock": hex(start),
+                    "toBlock": hex(min(to_block, start + step - 1)),
+                },
+            )
+        return out
+
+    async def call_uint(self, to: str, data: str, block: int) -> int:
+        return int(await self.rpc("eth_call", {"to": to, "data": data}, hex(block)), 16)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def selector(signature: str) -> str:
+    return "0x" + Web3.keccak(text=signature).hex().removeprefix("0x")[:8]
+
+
+def addr_topic(value: str) -> str:
+    return Web3.to_checksum_address("0x" + value[-40:])
+
+
+class RedisServer:
+    """The scenario's own redis-server (never the shared one): no persistence, so a restart
+    loses every queued message, as the issue asks."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.work = work
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server not found (apt-get install redis-server)")
+        with (self.work / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.work)),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
+            )
+            if ping.stdout.strip() == "PONG":
+                return
+            time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@dataclass
+class Sent:
+    wallet: str
+    raw: bytes
+    settled: bool = False
+
+
+class FaultDapp(Dapp):
+    """The scenario's dapp over both API replicas (retrying like a wallet), whose wallets
+    remember every transaction they signed and broadcast it again if a reorg drops it."""
+
+    def __init__(self, urls: list[str], rpc_url: str, seed: int) -> None:
+        super().__init__(urls[0], rpc_url, seed)
+        self.transport = ReplicaTransport(urls)
+        self.http = httpx.AsyncClient(base_url="http://api", transport=self.transport, timeout=60)
+        self.sent: dict[str, Sent] = {}
+        self.rebroadcasts = 0
+
+    async def broadcast(self, raw: bytes) -> None:
+        try:
+            await self.w3.eth.send_raw_transaction(raw)
+        except Exception as exc:
+            text = str(exc).lower()
+            # Already in the pool or mined; priced under a base-fee spike: the wallet waits.
+            if not any(
+                s in text for s in ("already known", "nonce too low", "base fee", "underpriced")
+            ):
+                raise
+
+    async def send(self, wallet: Wallet, tx: dict[str, Any]) -> dict[str, Any]:
+        acct = wallet.acct
+        full: dict[str, Any] = {
+            "from": acct.address,
+            "to": Web3.to_checksum_address(tx["to"]),
+            "data": tx["data"],
+            "value": int(tx["value"]),
+            "chainId": int(tx["chainId"]),
+            "nonce": await self.w3.eth.get_transaction_count(acct.address, "pending"),
+            "gasPrice": await self.w3.eth.gas_price,
+        }
+        full["gas"] = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
+        signed = acct.sign_transaction(full)
+        tx_hash = "0x" + signed.hash.hex().removeprefix("0x")
+        self.sent[tx_hash] = Sent(acct.address, bytes(signed.raw_transaction))
+        for _ in range(40):
+            await self.broadcast(signed.raw_transaction)
+            try:
+                receipt = await self.w3.eth.wait_for_transaction_receipt(
+                    signed.hash, timeout=20, poll_latency=0.5
+                )
+            except TimeExhausted:
+                continue  # dropped by a reorg (or priced out for now): send it again
+            if receipt["status"] != 1:
+                raise RuntimeError(f"{acct.address}: transaction {tx_hash} reverted")
+            return dict(receipt)
+        raise RuntimeError(f"{acct.address}: transaction {tx_hash} never mined")
+
+    async def rebroadcast_dropped(self, chain: Chain) -> int:
+        """Send again every signed transaction the chain no longer has (a reorg dropped it),
+        as a wallet whose transaction disappeared does; the ones deep enough are settled."""
+        head = await chain.head()
+        sent = 0
+        for tx_hash, item in list(self.sent.items()):
+            if item.settled:
+                continue
+            receipt = await chain.rpc("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                if int(receipt["blockNumber"], 16) <= head - 4 * CONFIRMATIONS:
+                    item.settled = True
+                continue
+            if await chain.rpc("eth_getTransactionByHash", tx_hash) is None:
+                await self.broadcast(item.raw)
+                sent += 1
+        self.rebroadcasts += sent
+        return sent
+
+
+@dataclass
+class Run:
+    """What the driver and the injector share, and what the summary shows."""
+
+    seed: int
+    faults: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    last_fault: float = 0.0  # wall clock (time.time) when the last fault ended
+    injector_done: asyncio.Event = field(default_factory=asyncio.Event)
+    extra_wallets: list[Wallet] = field(default_factory=list)
+    signer_503: int = 0
+    bumps: int = 0
+
+
+class Injector:
+    def __init__(
+        self,
+        run: Run,
+        stack: Stack,
+        redis: RedisServer,
+        chain: Chain,
+        dapp: FaultDapp,
+        admin: Wallet,
+        pg_admin: str,
+        db_name: str,
+        gap: tuple[float, float],
+        counts: dict[str, int],
+    ) -> None:
+        self.run, self.stack, self.redis, self.chain = run, stack, redis, chain
+        self.dapp, self.admin, self.pg_admin, self.db_name = dapp, admin, pg_admin, db_name
+        self.gap = gap
+        self.rng = random.Random(run.seed)
+        self.plan = [kind for kind, n in counts.items() for _ in range(n)]
+        self.rng.shuffle(self.plan)
+        self.api_turn = 0
+
+    async def main(self) -> None:
+        try:
+            await asyncio.sleep(self.rng.uniform(*self.gap) + 3)
+            for kind in self.plan:
+                await self.inject(kind)
+                self.run.last_fault = time.time()
+                await asyncio.sleep(self.rng.uniform(*self.gap))
+        finally:
+            self.run.injector_done.set()
+
+    async def inject(self, kind: str) -> None:
+        detail = await getattr(self, kind.replace("-", "_"))()
+        if detail is None:
+            self.run.faults[kind] += 1
+            say(f"fault: {kind}")
+        else:
+            self.run.skipped[kind] += 1
+            say(f"fault skipped: {kind} ({detail})")
+
+    async def restart(self, name: str, down: float = 0.0) -> None:
+        self.stack.kill(name)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.stack.start, name)
+
+    async def kill_listener(self) -> None:
+        await self.restart("listener", self.rng.uniform(0, 2))
+
+    async def kill_worker(self) -> None:
+        await self.restart("worker", self.rng.uniform(0, 2))
+
+    async def kill_api(self) -> None:
+        name = f"api-{self.api_turn % len(self.stack.api_ports)}"
+        self.api_turn += 1
+        await self.restart(name, self.rng.uniform(0, 2))
+
+    async def kill_signer(self) -> None:
+        await self.restart("signer")
+
+    async def signer_outage(self) -> str | None:
+        """The signer away for several seconds: a registration is answered 503
+        `signer-unavailable` with Retry-After (asked directly, without retries); the probe
+        wallet then registers once the signer is back."""
+        self.stack.kill("signer")
+        started = time.monotonic()
+        wallet = Wallet(Account.create())
+        await self.dapp.fund(wallet)
+        await self.dapp.sign_in(wallet)
+        company = Account.from_key(COMPANY_KEY).address
+        seen = ""
+        async with httpx.AsyncClient(base_url=self.stack.api_urls[0], timeout=30) as raw:
+            while time.monotonic() - started < 6:
+                r = await raw.post(
+                    "/users/register", json={"referrer": company}, headers=wallet.headers
+                )
+                seen = problem_type(r)
+                if r.status_code == 503 and "signer-unavailable" in seen:
+                    if "retry-after" not in r.headers:
+                        raise CheckFailed("503 signer-unavailable without Retry-After")
+                    self.run.signer_503 += 1
+                await asyncio.sleep(1)
+        await asyncio.sleep(max(0.0, 6 - (time.monotonic() - started)))
+        await asyncio.to_thread(self.stack.start, "signer")
+        if not self.run.signer_503:
+            raise CheckFailed(f"the API never answered 503 signer-unavailable (last: {seen})")
+        r = await self.dapp.call("POST", "/users/register", wallet, {"referrer": company})
+        if r.status_code != 200:
+            raise CheckFailed(f"probe registration after the outage: {r.status_code} {r.text}")
+        await self.dapp.send(wallet, r.json()["tx"])
+        self.run.extra_wallets.append(wallet)
+        return None
+
+    async def cursor(self) -> int:
+        conn = await asyncpg.connect(self.pg_db)
+        try:
+            return int(
+                await conn.fetchval("SELECT coalesce(max(last_block), 0) FROM blockchain_sync")
+            )
+        finally:
+            await conn.close()
+
+    @property
+    def pg_db(self) -> str:
+        return self.pg_admin.rsplit("/", 1)[0] + "/" + self.db_name
+
+    async def reorg(self) -> str | None:
+        """Snapshot, let a few blocks be mined (wallets' transactions in them), revert, and
+        mine different ones: a transfer nobody else sends first, then whatever the wallets
+        broadcast again. The listener's cursor stays below the snapshot: inside the non-final
+        window."""
+        snapshot_block = await self.chain.head()
+        snap = await self.chain.rpc("evm_snapshot")
+        wait = self.rng.uniform(1.2, REORG_MAX_BLOCKS - 0.3)
+        await asyncio.sleep(wait)
+        replaced = await self.chain.head() - snapshot_block
+        cursor = await self.cursor()
+        if replaced > REORG_MAX_BLOCKS or cursor >= snapshot_block:
+            return f"{replaced} blocks, cursor {cursor} >= {snapshot_block}: not reverted"
+        await self.chain.rpc("evm_revert", snap)
+        other = Account.from_key(DEV_PRIVATE_KEYS[6])
+        w3 = Web3()
+        tx = {
+            "to": Account.create().address,
+            "value": 1,
+            "gas": 21_000,
+            "gasPrice": int(await self.chain.rpc("eth_gasPrice"), 16) * 2,
+            "nonce": int(
+                await self.chain.rpc("eth_getTransactionCount", other.address, "latest"), 16
+            ),
+            "chainId": self.stack.chain_id,
+        }
+        raw = w3.eth.account.sign_transaction(tx, other.key).raw_transaction
+        await self.chain.rpc("eth_sendRawTransaction", "0x" + raw.hex().removeprefix("0x"))
+        dropped = await self.dapp.rebroadcast_dropped(self.chain)
+        self.run.notes.append(
+            f"reorg at block {snapshot_block}: {replaced} blocks replaced (cursor {cursor}), "
+            f"{dropped} dropped transactions sent again"
+        )
+        return None
+
+    async def redis_restart(self) -> None:
+        self.redis.kill()
+        await asyncio.sleep(self.rng.uniform(0.5, 2))
+        await asyncio.to_thread(self.redis.start)
+
+    async def pg_terminate(self) -> None:
+        conn = await asyncpg.connect(self.pg_admin)
+        try:
+            n = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                self.db_name,
+            )
+        finally:
+            await conn.close()
+        self.run.notes.append(f"pg_terminate_backend: {n} connections")
+
+    async def stuck_tx(self) -> str | None:
+        """Mining paused until the worker's batch transaction is in the pool, then the next
+        block's base fee raised to three times its gas price: it cannot be mined until the
+        worker replaces it (same nonce, higher price)."""
+        sender = Account.from_key(SENDER_KEY).address
+        await self.chain.rpc("evm_setIntervalMining", 0)
+        found: dict[str, Any] | None = None
+        try:
+            await self.dapp.call("POST", "/payouts/build-batch", self.admin, {})
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and found is None:
+                pool = await self.chain.rpc("txpool_content")
+                for address, by_nonce in pool.get("pending", {}).items():
+                    if address.lower() == sender.lower():
+                        found = next(iter(by_nonce.values()))
+                await asyncio.sleep(0.3)
+            if found is not None:
+                price = int(found["gasPrice"], 16)
+                await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 3))
+        finally:
+            await self.chain.rpc("evm_setIntervalMining", 1)
+        if found is None:
+            return "no settlement transaction in the pool within 30 s"
+        nonce, first = int(found["nonce"], 16), found["hash"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            latest = int(await self.chain.rpc("eth_getTransactionCount", sender, "latest"), 16)
+            if latest > nonce:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise CheckFailed(f"the stuck settlement transaction (nonce {nonce}) never mined")
+        if await self.chain.rpc("eth_getTransactionReceipt", first) is not None:
+            raise CheckFailed(f"nonce {nonce} mined at the stuck price: the fault did not hold")
+        self.run.bumps += 1
+        self.run.notes.append(f"stuck transaction nonce {nonce} replaced by a bump and mined")
+        return None
+
+
+async def driver(
+    run: Run, dapp: FaultDapp, chain: Chain, admin: Wallet, participants: int, concurrency: int
+) -> Report:
+    """The scenario's steps (devtools/scenario.py) while the injector works, then more small
+    rounds of registrations until it is done, then the final payout."""
+    report = Report()
+    company = Account.from_key(COMPANY_KEY).address
+    await dapp.sign_in(admin)
+
+    async def rebroadcaster() -> None:
+        while True:
+            await asyncio.sleep(3)
+            try:
+                await dapp.rebroadcast_dropped(chain)
+            except Exception as exc:  # a transient RPC error: the next pass
+                say(f"rebroadcast pass failed: {exc}")
+
+    keeper = asyncio.create_task(rebroadcaster())
+    try:
+        first = max(1, participants * 7 // 10)
+        wallets = await scenario.register_all(dapp, company, first, concurrency)
+        await scenario.wait_confirmed(dapp, len(wallets) + 1)
+        say(f"{len(wallets)} registrations confirmed")
+        report.retopups = await scenario.retopups(dapp, wallets, max(1, participants // 20))
+        for wallet in dapp.rng.sample(wallets, min(3, len(wallets))):
+            await dapp.me(wallet)
+            await scenario.set_frozen(dapp, admin, wallet.user_id, True)
+            report.frozen.append(wallet.user_id)
+        wallets += await scenario.register_all(
+            dapp, company, max(1, participants - first), concurrency
+        )
+        await scenario.wait_confirmed(dapp, len(wallets) + 1)
+        report.withdrawals = await scenario.withdraw(dapp, wallets, max(1, participants // 20))
+        await scenario.pay_out(dapp, admin, report)
+        for user_id in report.frozen[:-1]:
+            await scenario.set_frozen(dapp, admin, user_id, False)
+            report.unfrozen.append(user_id)
+        rounds = 0
+        while not run.injector_done.is_set():
+            wallets += await scenario.register_all(dapp, company, 10, concurrency)
+            rounds += 1
+            if rounds % 3 == 0:
+                report.withdrawals += await scenario.withdraw(dapp, wallets, 3)
+        say(f"faults done; {rounds} extra registration rounds; draining")
+        wallets += run.extra_wallets
+        await dapp.rebroadcast_dropped(chain)
+        await scenario.wait_confirmed(dapp, len(wallets) + 1)
+        await scenario.pay_out(dapp, admin, report)
+        report.registered = len(wallets)
+    finally:
+        keeper.cancel()
+    return report
+
+
+async def checks(
+    stack: Stack, chain: Chain, dapp: FaultDapp, admin: Wallet, run: Run, pg_db: str
+) -> list[tuple[str, str]]:
+    """Every guarantee, from the chain's logs and plain SQL; raises CheckFailed at the first
+    difference. Returns (check, figure) rows for the summary."""
+    rows: list[tuple[str, str]] = []
+    contract = stack.contract_address
+    conn = await asyncpg.connect(pg_db)
+    try:
+        # No process wedged: each alive, answering, and the listener caught up after the
+        # last fault.
+        for name in [*stack.procs, "signer"]:
+            if not stack.alive(name):
+                raise CheckFailed(f"process {name} exited")
+        assert stack.signer is not None
+        async with httpx.AsyncClient(timeout=10) as direct:
+            for url in [*stack.api_urls, stack.signer.url]:
+                r = await direct.get(f"{url}/health")
+                if r.status_code != 200:
+                    raise CheckFailed(f"{url}/health answered {r.status_code}")
+        head = await chain.head()
+        deadline = time.monotonic() + 60
+        while True:
+            sync = await conn.fetchrow("SELECT * FROM blockchain_sync")
+            assert sync is not None
+            if sync["halted_reason"]:
+                raise CheckFailed(f"listener halted: {sync['halted_reason']}")
+            if int(sync["last_block"]) >= head - CONFIRMATIONS:
+                break
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"listener at block {sync['last_block']}, head {head}: wedged")
+            await asyncio.sleep(1)
+        rows.append(("listener caught up", f"block {sync['last_block']} (head {head})"))
+        halted = await conn.fetch("SELECT address, halted_reason FROM sender_accounts")
+        for row in halted:
+            if row["halted_reason"]:
+                raise CheckFailed(f"sender {row['address']} halted: {row['halted_reason']}")
+        anomalies = await conn.fetchval("SELECT count(*) FROM anomalies")
+        if anomalies:
+            raise CheckFailed(f"{anomalies} ledger anomalies recorded")
+        in_flight = await conn.fetch(
+            "SELECT id, status FROM payout_batches "
+            "WHERE status NOT IN ('executed', 'expired', 'failed')"
+        )
+        if in_flight:
+            raise CheckFailed(f"batches left in flight: {[dict(r) for r in in_flight]}")
+
+        # Let the chain move past the last events and the listener settle them.
+        block = int(sync["last_block"])
+        logs = await chain.logs(contract, block)
+
+        # Registrations: each on-chain registration is one active user, at its block.
+        chain_regs: dict[str, int] = {}
+        for log in logs:
+            if log["topics"][0] == T_REGISTRATION:
+                user = addr_topic(log["topics"][1])
+                if user in chain_regs:
+                    raise CheckFailed(f"{user} registered twice on chain")
+                chain_regs[user] = int(log["blockNumber"], 16)
+        company = Account.from_key(COMPANY_KEY).address
+        users = await conn.fetch(
+            "SELECT wallet, status, activated_block FROM users WHERE wallet <> $1", company
+        )
+        active = {r["wallet"]: r["activated_block"] for r in users if r["status"] == "active"}
+        for wallet, at in sorted(chain_regs.items()):
+            if wallet not in active:
+                raise CheckFailed(f"registration of {wallet} (block {at}) is not in the ledger")
+            if active[wallet] != at:
+                raise CheckFailed(f"{wallet} activated at {active[wallet]}, registered at {at}")
+        extra = sorted(set(active) - set(chain_regs))
+        if extra:
+            raise CheckFailed(f"active in the ledger without a registration event: {extra[0]}")
+        mine = {item.wallet for item in dapp.sent.values()}
+        missing = sorted(w for w in mine if w not in chain_regs)
+        if missing:
+            raise CheckFailed(f"wallet {missing[0]} sent a registration that never settled")
+        rows.append(("registrations: chain = ledger, once each", f"{len(chain_regs)}"))
+
+        # Payouts: per recipient, on-chain paid + deferred (claimable or claimed) = the
+        # ledger's paid + claimable; each batch id executed once, the same set as the ledger's.
+        onchain: dict[str, int] = defaultdict(int)
+        deferred: dict[str, int] = defaultdict(int)
+        batches: Counter[int] = Counter()
+        for log in logs:
+            t = log["topics"][0]
+            if t in (T_PAID, T_DEFERRED):
+                who = addr_topic(log["topics"][2])
+                onchain[who] += int(log["data"][2:66], 16)
+                if t == T_DEFERRED:
+                    deferred[who] += int(log["data"][2:66], 16)
+            elif t == T_BATCH:
+                batches[int(log["topics"][1], 16)] += 1
+        twice = [b for b, n in batches.items() if n > 1]
+        if twice:
+            raise CheckFailed(f"batch {twice[0]} executed {batches[twice[0]]} times")
+        executed = {
+            int(r["id"])
+            for r in await conn.fetch("SELECT id FROM payout_batches WHERE status = 'executed'")
+        }
+        if executed != set(batches):
+            raise CheckFailed(
+                f"executed batches differ: ledger-only {sorted(executed - set(batches))}, "
+                f"chain-only {sorted(set(batches) - executed)}"
+            )
+        settled = {
+            r["wallet"]: int(r["settled"])
+            for r in await conn.fetch(
+                "SELECT u.wallet, sum(r.amount) AS settled FROM rewards r "
+                "JOIN users u ON u.id = r.user_id WHERE r.status IN ('paid', 'claimable') "
+                "GROUP BY u.wallet"
+            )
+        }
+        for who in sorted(set(onchain) | set(settled)):
+            if onchain.get(who, 0) != settled.get(who, 0):
+                raise CheckFailed(
+                    f"{who}: on chain {onchain.get(who, 0)} wei paid+deferred, "
+                    f"ledger {settled.get(who, 0)} wei paid+claimable"
+                )
+        claimable_ledger = {
+            r["wallet"]: int(r["claimable"])
+            for r in await conn.fetch(
+                "SELECT u.wallet, b.claimable FROM user_balances b JOIN users u ON u.id = b.user_id"
+                " WHERE b.claimable <> 0"
+            )
+        }
+        sel = selector("claimable(address)")
+        for who in sorted(set(deferred) | set(claimable_ledger)):
+            view = await chain.call_uint(contract, sel + who[2:].lower().rjust(64, "0"), block)
+            if view != claimable_ledger.get(who, 0):
+                raise CheckFailed(
+                    f"{who}: claimable {view} on chain, "
+                    f"{claimable_ledger.get(who, 0)} in the ledger"
+                )
+        paid_total = sum(onchain.values())
+        rows.append(
+            (
+                "per recipient: on-chain paid + claimable = settled rewards",
+                f"{len(onchain)} recipients, {paid_total} wei, {len(batches)} batches once each",
+            )
+        )
+
+        # Buckets: the rewards by status against the balances, the contract against both.
+        by_status = {
+            r["status"]: int(r["total"])
+            for r in await conn.fetch(
+                "SELECT status, sum(amount) AS total FROM rewards GROUP BY status"
+            )
+        }
+        sums = await conn.fetchrow(
+            "SELECT sum(pending) AS pending, sum(held) AS held, sum(reserved) AS reserved, "
+            "sum(batched) AS batched, sum(claimable) AS claimable, sum(paid) AS paid "
+            "FROM user_balances"
+        )
+        assert sums is not None
+        for bucket in ("pending", "held", "reserved", "batched", "claimable", "paid"):
+            if int(sums[bucket] or 0) != by_status.get(bucket, 0):
+                raise CheckFailed(
+                    f"bucket {bucket}: balances {sums[bucket]}, rewards {by_status.get(bucket, 0)}"
+                )
+        liabilities = sum(
+            by_status.get(b, 0) for b in ("pending", "held", "reserved", "batched", "claimable")
+        )
+        balance = int(await chain.rpc("eth_getBalance", contract, hex(block)), 16)
+        surplus = await chain.call_uint(contract, selector("surplus()"), block)
+        claimable_chain = await chain.call_uint(contract, selector("totalClaimable()"), block)
+        if claimable_chain != by_status.get("claimable", 0):
+            raise CheckFailed(
+                f"claimable bucket: contract {claimable_chain}, "
+                f"ledger {by_status.get('claimable', 0)}"
+            )
+        if balance - surplus != liabilities:
+            raise CheckFailed(
+                f"contract balance {balance} - surplus {surplus} != ledger liabilities "
+                f"{liabilities} (difference {balance - surplus - liabilities} wei)"
+            )
+        rows.append(
+            (
+                "contract = ledger by bucket (independent SQL)",
+                f"balance {balance} wei, surplus {surplus}, difference 0",
+            )
+        )
+
+        # The product's own reconciliation, run by the worker after the last fault.
+        deadline = time.monotonic() + 60
+        while True:
+            r = await dapp.call("GET", "/monitoring/reconciliation", admin)
+            latest = r.json().get("latest") if r.status_code == 200 else None
+            if latest and int(latest["block"]) >= block:
+                break
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"no reconciliation report at block >= {block}: worker wedged?")
+            await asyncio.sleep(2)
+        if int(latest["difference"]) != 0 or not latest["ok"] or latest["recipientMismatches"]:
+            raise CheckFailed(f"reconciliation report not ok: {latest}")
+        r = await dapp.http.get("/treasury/summary")
+        summary = r.json()
+        if int(summary["ledger_difference"]) != 0 or not summary["balanced"]:
+            raise CheckFailed(f"treasury summary: {summary}")
+        rows.append(
+            (
+                "GET /monitoring/reconciliation, /treasury/summary",
+                f"difference {latest['difference']} wei at block {latest['block']}, "
+                f"ledger_difference {summary['ledger_difference']}",
+            )
+        )
+
+        # Nothing payable left unpaid: no pending reward of an unfrozen participant, nothing
+        # batched.
+        left = await conn.fetch(
+            "SELECT u.wallet, r.status, sum(r.amount) AS total FROM rewards r "
+            "JOIN users u ON u.id = r.user_id "
+            "WHERE r.status = 'batched' OR (r.status = 'pending' AND NOT u.is_frozen) "
+            "GROUP BY u.wallet, r.status"
+        )
+        if left:
+            first = left[0]
+            raise CheckFailed(
+                f"{len(left)} payable balances left unpaid, first {first['wallet']}: "
+                f"{first['total']} wei {first['status']}"
+            )
+        rows.append(("payable rewards all paid", "0 pending (unfrozen), 0 batched"))
+        progressed = await conn.fetchval(
+            "SELECT count(*) FROM reconciliation_reports WHERE created_at > to_timestamp($1)",
+            run.last_fault,
+        )
+        if not progressed:
+            raise CheckFailed("the worker ran no reconciliation after the last fault")
+        rows.append(("worker progressed after the last fault", f"{progressed} reports"))
+    finally:
+        await conn.close()
+    return rows
+
+
+def print_summary(
+    run: Run, report: Report, rows: list[tuple[str, str]], dapp: FaultDapp, seconds: float
+) -> None:
+    faults = Table(title=f"Faults injected (seed {run.seed})")
+    faults.add_column("kind")
+    faults.add_column("injected", justify="right")
+    faults.add_column("skipped", justify="right")
+    for kind in FAULT_COUNTS:
+        faults.add_row(kind, str(run.faults[kind]), str(run.skipped[kind]))
+    console.print(faults)
+    for note in run.notes:
+        console.print(f"  {note}")
+    stats = dapp.transport.stats
+    work = Table(title="Work")
+    work.add_column("")
+    work.add_column("", justify="right")
+    work.add_row("registrations (wallets)", str(report.registered))
+    work.add_row("retopups", str(report.retopups))
+    work.add_row("frozen / unfrozen", f"{len(report.frozen)} / {len(report.unfrozen)}")
+    work.add_row("withdraw requests", str(report.withdrawals))
+    work.add_row(
+        "payout batches executed", str(sum(b["status"] == "executed" for b in report.batches))
+    )
+    work.add_row("client: connection errors retried", str(stats.connection_errors))
+    for kind, n in sorted(stats.retried_statuses.items()):
+        work.add_row(f"client: {kind} retried", str(n))
+    work.add_row("client: requests by replica port", str(dict(stats.by_replica)))
+    work.add_row("wallet transactions sent again", str(dapp.rebroadcasts))
+    work.add_row("duration", f"{seconds:.0f} s")
+    console.print(work)
+    table = Table(title="Checks")
+    table.add_column("check")
+    table.add_column("result")
+    for check, figure in rows:
+        table.add_row(check, f"[green]ok[/green] {figure}")
+    console.print(table)
+
+
+async def scenario_main(
+    args: argparse.Namespace, stack: Stack, redis: RedisServer, rpc_url: str, db_name: str
+) -> int:
+    run = Run(seed=args.seed)
+    chain = Chain(rpc_url)
+    dapp = FaultDapp(stack.api_urls, rpc_url, args.seed)
+    admin = Wallet(Account.from_key(ADMIN_KEY))
+    lo, hi = (float(x) for x in args.fault_gap.split(","))
+    counts = {k: max(0, round(v * args.fault_scale)) for k, v in FAULT_COUNTS.items()}
+    injector = Injector(run, stack, redis, chain, dapp, admin, args.pg, db_name, (lo, hi), counts)
+    started = time.monotonic()
+    pg_db = args.pg.rsplit("/", 1)[0] + "/" + db_name
+    try:
+        inject = asyncio.create_task(injector.main())
+        drive = asyncio.create_task(
+            driver(run, dapp, chain, admin, args.participants, args.concurrency)
+        )
+        done, _ = await asyncio.wait({inject, drive}, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                for other in (inject, drive):
+                    other.cancel()
+                raise task.exception()  # type: ignore[misc]
+        report = await drive
+        await inject
+        rows = await checks(stack, chain, dapp, admin, run, pg_db)
+        r = await dapp.call("GET", "/payouts?limit=200", admin)
+        report.batches = r.json()["items"]
+        print_summary(run, report, rows, dapp, time.monotonic() - started)
+        console.print(f"[green]all checks passed[/green] (seed {args.seed})")
+        return 0
+    except CheckFailed as exc:
+        console.print(f"[red]CHECK FAILED[/red] (seed {args.seed}): {exc}")
+        console.print(f"faults so far: {dict(run.faults)}; notes: {run.notes}")
+        return 1
+    finally:
+        await dapp.aclose()
+        await dapp.transport.aclose()
+        await chain.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The whole stack under injected faults")
+    parser.add_argument("--participants", type=int, default=120)
+    parser.add_argument("--concurrency", type=int, default=16, help="wallets in flight at once")
+    parser.add_argument("--seed", type=int, default=None, help="fault schedule (default: random)")
+    parser.add_argument(
+        "--fault-gap", default="1.5,5", help="seconds between faults: uniform(lo,hi)"
+    )
+    parser.add_argument(
+        "--fault-scale", type=float, default=1.0, help="multiply each fault kind's count"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database and logs")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "AUTOPOOL_DEVNET_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args()
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 1_000_000)
+    say(
+        f"seed {args.seed} (rerun: python -m devtools.faults --seed {args.seed} "
+        f"--participants {args.participants})"
+    )
+
+    work = Path(tempfile.mkdtemp(prefix="autopool-faults-"))
+    logs = work / "logs"
+    logs.mkdir()
+    compile_contracts()
+    redis = RedisServer(work)
+    redis.start()
+    anvil = start_anvil(block_time=1)
+    w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+    contract_address = deploy_devnet_contract(w3)
+    db_name = f"autopool_faults_{os.getpid()}"
+    asyncio.run(create_database(args.pg, db_name))
+    env = stack_env(
+        db_url=database_url(args.pg, db_name),
+        redis_url=redis.url,
+        rpc_url=anvil.rpc_url,
+        chain_id=anvil.chain_id,
+        contract_address=contract_address,
+        token=os.urandom(16).hex(),
+        extra={
+            "AUTOPOOL_CONFIRMATIONS": str(CONFIRMATIONS),
+            "AUTOPOOL_LISTENER_STANDBY_POLL_SECONDS": "1",
+        },
+    )
+    stack = Stack(env=env, logs=logs, chain_id=anvil.chain_id, contract_address=contract_address)
+    code = 1
+    try:
+        migrate_and_seed(env)
+        stack.start_signer()
+        stack.add_api()
+        stack.add_api()
+        stack.add("listener", LISTENER_COMMAND)
+        stack.add("worker", WORKER_COMMAND)
+        stack.start_all()
+        say(
+            f"stack up: APIs {stack.api_urls}, redis {redis.url}, anvil {anvil.rpc_url}, "
+            f"database {db_name}, logs {logs}"
+        )
+        code = asyncio.run(scenario_main(args, stack, redis, anvil.rpc_url, db_name))
+    except Exception as exc:
+        console.print(f"[red]FAILED[/red] (seed {args.seed}): {type(exc).__name__}: {exc}")
+        code = 1
+    finally:
+        stack.stop_all()
+        anvil.stop()
+        redis.stop()
+        if code == 0 and not args.keep:
+            asyncio.run(drop_database(args.pg, db_name))
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"kept database {db_name} and logs in {logs}")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
