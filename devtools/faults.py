@@ -25,15 +25,10 @@ import argparse
 import asyncio
 import os
 import random
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -45,31 +40,18 @@ from web3 import Web3
 from web3.exceptions import TimeExhausted
 
 from devtools import scenario
-from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil
-from devtools.processes import free_port
+from devtools.anvil import DEV_PRIVATE_KEYS
 from devtools.replicas import ReplicaTransport, problem_type
 from devtools.scenario import Dapp, Report, Wallet
-from devtools.stack import (
-    ADMIN_KEY,
-    COMPANY_KEY,
-    LISTENER_COMMAND,
-    SENDER_KEY,
-    WORKER_COMMAND,
-    Stack,
-    compile_contracts,
-    create_database,
-    database_url,
-    deploy_devnet_contract,
-    drop_database,
-    migrate_and_seed,
-    stack_env,
-)
+from devtools.stack import ADMIN_KEY, COMPANY_KEY, SENDER_KEY, RedisServer, Stack, local_stack
 
 console = Console()
 # Blocks below the head before the listener settles an event. A reorg replaces at most
 # REORG_MAX_BLOCKS blocks, well inside this window, so it never reaches a final block.
 CONFIRMATIONS = 6
 REORG_MAX_BLOCKS = 3
+# The reorg that drops a settlement transaction waits for the worker to see it mined.
+SETTLEMENT_REORG_MAX_BLOCKS = CONFIRMATIONS - 1
 START = time.monotonic()
 
 FAULT_COUNTS = {
@@ -79,6 +61,7 @@ FAULT_COUNTS = {
     "kill-signer": 2,
     "signer-outage": 1,
     "reorg": 2,
+    "reorg-settlement": 1,
     "redis-restart": 2,
     "pg-terminate": 3,
     "stuck-tx": 1,
@@ -152,53 +135,6 @@ def addr_topic(value: str) -> str:
     return Web3.to_checksum_address("0x" + value[-40:])
 
 
-class RedisServer:
-    """The scenario's own redis-server (never the shared one): no persistence, so a restart
-    loses every queued message, as the issue asks."""
-
-    def __init__(self, work: Path) -> None:
-        self.port = free_port()
-        self.work = work
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server not found (apt-get install redis-server)")
-        with (self.work / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--dir", str(self.work)),
-                ],
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            ping = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
-            )
-            if ping.stdout.strip() == "PONG":
-                return
-            time.sleep(0.1)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
 @dataclass
 class Sent:
     wallet: str
@@ -217,16 +153,29 @@ class FaultDapp(Dapp):
         self.sent: dict[str, Sent] = {}
         self.rebroadcasts = 0
 
-    async def broadcast(self, raw: bytes) -> None:
-        try:
-            await self.w3.eth.send_raw_transaction(raw)
-        except Exception as exc:
-            text = str(exc).lower()
-            # Already in the pool or mined; priced under a base-fee spike: the wallet waits.
-            if not any(
-                s in text for s in ("already known", "nonce too low", "base fee", "underpriced")
-            ):
-                raise
+    async def refund(self, address: str) -> None:
+        """A reorg also reverts `anvil_setBalance`: the wallet is funded again."""
+        await self.w3.provider.make_request(
+            "anvil_setBalance",  # type: ignore[arg-type]
+            [address, hex(scenario.FUNDING_WEI)],
+        )
+
+    async def broadcast(self, raw: bytes, address: str) -> None:
+        for _ in range(2):
+            try:
+                await self.w3.eth.send_raw_transaction(raw)
+                return
+            except Exception as exc:
+                text = str(exc).lower()
+                if "insufficient funds" in text:
+                    await self.refund(address)
+                    continue
+                # Already in the pool or mined; priced under a base-fee spike: it waits.
+                if not any(
+                    s in text for s in ("already known", "nonce too low", "base fee", "underpriced")
+                ):
+                    raise
+                return
 
     async def send(self, wallet: Wallet, tx: dict[str, Any]) -> dict[str, Any]:
         acct = wallet.acct
@@ -239,12 +188,18 @@ class FaultDapp(Dapp):
             "nonce": await self.w3.eth.get_transaction_count(acct.address, "pending"),
             "gasPrice": await self.w3.eth.gas_price,
         }
-        full["gas"] = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
+        try:
+            full["gas"] = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
+        except Exception as exc:
+            if "insufficient funds" not in str(exc).lower():
+                raise
+            await self.refund(acct.address)
+            full["gas"] = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
         signed = acct.sign_transaction(full)
         tx_hash = "0x" + signed.hash.hex().removeprefix("0x")
         self.sent[tx_hash] = Sent(acct.address, bytes(signed.raw_transaction))
         for _ in range(40):
-            await self.broadcast(signed.raw_transaction)
+            await self.broadcast(signed.raw_transaction, acct.address)
             try:
                 receipt = await self.w3.eth.wait_for_transaction_receipt(
                     signed.hash, timeout=20, poll_latency=0.5
@@ -270,7 +225,7 @@ class FaultDapp(Dapp):
                     item.settled = True
                 continue
             if await chain.rpc("eth_getTransactionByHash", tx_hash) is None:
-                await self.broadcast(item.raw)
+                await self.broadcast(item.raw, item.wallet)
                 sent += 1
         self.rebroadcasts += sent
         return sent
@@ -316,21 +271,25 @@ class Injector:
     async def main(self) -> None:
         try:
             await asyncio.sleep(self.rng.uniform(*self.gap) + 3)
+            retried: set[str] = set()
             for kind in self.plan:
-                await self.inject(kind)
+                if not await self.inject(kind) and kind not in retried:
+                    retried.add(kind)
+                    self.plan.append(kind)  # once more, later
                 self.run.last_fault = time.time()
                 await asyncio.sleep(self.rng.uniform(*self.gap))
         finally:
             self.run.injector_done.set()
 
-    async def inject(self, kind: str) -> None:
+    async def inject(self, kind: str) -> bool:
         detail = await getattr(self, kind.replace("-", "_"))()
         if detail is None:
             self.run.faults[kind] += 1
             say(f"fault: {kind}")
-        else:
-            self.run.skipped[kind] += 1
-            say(f"fault skipped: {kind} ({detail})")
+            return True
+        self.run.skipped[kind] += 1
+        say(f"fault skipped: {kind} ({detail})")
+        return False
 
     async def restart(self, name: str, down: float = 0.0) -> None:
         self.stack.kill(name)
@@ -404,15 +363,63 @@ class Injector:
         window."""
         snapshot_block = await self.chain.head()
         snap = await self.chain.rpc("evm_snapshot")
-        wait = self.rng.uniform(1.2, REORG_MAX_BLOCKS - 0.3)
-        await asyncio.sleep(wait)
+        await asyncio.sleep(self.rng.uniform(1.2, REORG_MAX_BLOCKS - 0.3))
+        return await self._revert(snap, snapshot_block, "reorg")
+
+    async def reorg_settlement(self) -> str | None:
+        """A reorg that drops a mined settlement transaction: mining paused until the worker's
+        batch transaction is in the pool, snapshot, mined, seen by the worker (its attempt
+        `mined`), then reverted away. The worker must still get the batch executed once."""
+        sender = Account.from_key(SENDER_KEY).address
+        for _ in range(60):  # wait until something is payable
+            if await self.payable():
+                break
+            await asyncio.sleep(1)
+        await self.chain.rpc("evm_setIntervalMining", 0)
+        snap, snapshot_block = "", 0
+        try:
+            found = await self._sender_tx_in_pool(sender)
+            if found is not None:
+                snapshot_block = await self.chain.head()
+                snap = await self.chain.rpc("evm_snapshot")
+        finally:
+            await self.chain.rpc("evm_setIntervalMining", 1)
+        if found is None:
+            return "no settlement transaction in the pool within 30 s"
+        seen = "not yet seen by the worker"
+        deadline = time.monotonic() + SETTLEMENT_REORG_MAX_BLOCKS - 0.5
+        while time.monotonic() < deadline:
+            conn = await asyncpg.connect(self.pg_db)
+            try:
+                status = await conn.fetchval(
+                    "SELECT status FROM tx_attempts WHERE tx_hash = $1", found["hash"]
+                )
+            finally:
+                await conn.close()
+            if status == "mined":
+                seen = "marked mined by the worker"
+                break
+            await asyncio.sleep(0.3)
+        detail = await self._revert(
+            snap, snapshot_block, "reorg-settlement", SETTLEMENT_REORG_MAX_BLOCKS
+        )
+        if detail is None:
+            self.run.notes.append(
+                f"  dropped settlement transaction {found['hash']} (nonce "
+                f"{int(found['nonce'], 16)}), {seen}"
+            )
+        return detail
+
+    async def _revert(
+        self, snap: str, snapshot_block: int, kind: str, max_blocks: int = REORG_MAX_BLOCKS
+    ) -> str | None:
         replaced = await self.chain.head() - snapshot_block
         cursor = await self.cursor()
-        if replaced > REORG_MAX_BLOCKS or cursor >= snapshot_block:
-            return f"{replaced} blocks, cursor {cursor} >= {snapshot_block}: not reverted"
+        if replaced > max_blocks or cursor >= snapshot_block:
+            # Too deep for the non-final window: left alone (the snapshot is simply unused).
+            return f"{replaced} blocks, cursor {cursor}, snapshot {snapshot_block}: not reverted"
         await self.chain.rpc("evm_revert", snap)
         other = Account.from_key(DEV_PRIVATE_KEYS[6])
-        w3 = Web3()
         tx = {
             "to": Account.create().address,
             "value": 1,
@@ -423,13 +430,41 @@ class Injector:
             ),
             "chainId": self.stack.chain_id,
         }
-        raw = w3.eth.account.sign_transaction(tx, other.key).raw_transaction
+        raw = Account.sign_transaction(tx, other.key).raw_transaction
         await self.chain.rpc("eth_sendRawTransaction", "0x" + raw.hex().removeprefix("0x"))
         dropped = await self.dapp.rebroadcast_dropped(self.chain)
         self.run.notes.append(
-            f"reorg at block {snapshot_block}: {replaced} blocks replaced (cursor {cursor}), "
-            f"{dropped} dropped transactions sent again"
+            f"{kind} at block {snapshot_block}: {replaced} blocks replaced (listener cursor "
+            f"{cursor}), {dropped} dropped wallet transactions sent again"
         )
+        return None
+
+    async def payable(self) -> bool:
+        """Whether some reward can go into a batch now (or a batch is on its way)."""
+        conn = await asyncpg.connect(self.pg_db)
+        try:
+            return bool(
+                await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM rewards r JOIN users u ON u.id = r.user_id "
+                    "WHERE r.status = 'pending' AND NOT u.is_frozen) OR EXISTS (SELECT 1 FROM "
+                    "payout_batches WHERE status IN ('built', 'signed'))"
+                )
+            )
+        finally:
+            await conn.close()
+
+    async def _sender_tx_in_pool(self, sender: str) -> dict[str, Any] | None:
+        """With mining paused: nudge a build, then wait for the worker's transaction in the
+        pool."""
+        await self.dapp.call("POST", "/payouts/build-batch", self.admin, {})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pool = await self.chain.rpc("txpool_content")
+            for address, by_nonce in pool.get("pending", {}).items():
+                if address.lower() == sender.lower():
+                    found: dict[str, Any] = next(iter(by_nonce.values()))
+                    return found
+            await asyncio.sleep(0.3)
         return None
 
     async def redis_restart(self) -> None:
@@ -454,17 +489,13 @@ class Injector:
         block's base fee raised to three times its gas price: it cannot be mined until the
         worker replaces it (same nonce, higher price)."""
         sender = Account.from_key(SENDER_KEY).address
+        for _ in range(60):  # wait until something is payable
+            if await self.payable():
+                break
+            await asyncio.sleep(1)
         await self.chain.rpc("evm_setIntervalMining", 0)
-        found: dict[str, Any] | None = None
         try:
-            await self.dapp.call("POST", "/payouts/build-batch", self.admin, {})
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and found is None:
-                pool = await self.chain.rpc("txpool_content")
-                for address, by_nonce in pool.get("pending", {}).items():
-                    if address.lower() == sender.lower():
-                        found = next(iter(by_nonce.values()))
-                await asyncio.sleep(0.3)
+            found = await self._sender_tx_in_pool(sender)
             if found is not None:
                 price = int(found["gasPrice"], 16)
                 await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 3))
@@ -821,7 +852,13 @@ async def scenario_main(
     dapp = FaultDapp(stack.api_urls, rpc_url, args.seed)
     admin = Wallet(Account.from_key(ADMIN_KEY))
     lo, hi = (float(x) for x in args.fault_gap.split(","))
-    counts = {k: max(0, round(v * args.fault_scale)) for k, v in FAULT_COUNTS.items()}
+    only = set(filter(None, args.only.split(","))) or set(FAULT_COUNTS)
+    unknown = only - set(FAULT_COUNTS)
+    if unknown:
+        raise SystemExit(f"unknown fault kinds {sorted(unknown)}: {sorted(FAULT_COUNTS)}")
+    counts = {
+        k: max(1, round(v * args.fault_scale)) if k in only else 0 for k, v in FAULT_COUNTS.items()
+    }
     injector = Injector(run, stack, redis, chain, dapp, admin, args.pg, db_name, (lo, hi), counts)
     started = time.monotonic()
     pg_db = args.pg.rsplit("/", 1)[0] + "/" + db_name
@@ -865,6 +902,9 @@ def main() -> None:
     parser.add_argument(
         "--fault-scale", type=float, default=1.0, help="multiply each fault kind's count"
     )
+    parser.add_argument(
+        "--only", default="", help="comma-separated fault kinds to inject (default: all)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and logs")
     parser.add_argument(
         "--pg",
@@ -880,56 +920,27 @@ def main() -> None:
         f"--participants {args.participants})"
     )
 
-    work = Path(tempfile.mkdtemp(prefix="autopool-faults-"))
-    logs = work / "logs"
-    logs.mkdir()
-    compile_contracts()
-    redis = RedisServer(work)
-    redis.start()
-    anvil = start_anvil(block_time=1)
-    w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
-    contract_address = deploy_devnet_contract(w3)
-    db_name = f"autopool_faults_{os.getpid()}"
-    asyncio.run(create_database(args.pg, db_name))
-    env = stack_env(
-        db_url=database_url(args.pg, db_name),
-        redis_url=redis.url,
-        rpc_url=anvil.rpc_url,
-        chain_id=anvil.chain_id,
-        contract_address=contract_address,
-        token=os.urandom(16).hex(),
-        extra={
+    code = 1
+    with local_stack(
+        args.pg,
+        "faults",
+        apis=2,
+        extra_env={
             "AUTOPOOL_CONFIRMATIONS": str(CONFIRMATIONS),
             "AUTOPOOL_LISTENER_STANDBY_POLL_SECONDS": "1",
         },
-    )
-    stack = Stack(env=env, logs=logs, chain_id=anvil.chain_id, contract_address=contract_address)
-    code = 1
-    try:
-        migrate_and_seed(env)
-        stack.start_signer()
-        stack.add_api()
-        stack.add_api()
-        stack.add("listener", LISTENER_COMMAND)
-        stack.add("worker", WORKER_COMMAND)
-        stack.start_all()
+    ) as local:
         say(
-            f"stack up: APIs {stack.api_urls}, redis {redis.url}, anvil {anvil.rpc_url}, "
-            f"database {db_name}, logs {logs}"
+            f"stack up: APIs {local.stack.api_urls}, redis {local.redis.url}, anvil "
+            f"{local.anvil.rpc_url}, database {local.db_name}, logs {local.stack.logs}"
         )
-        code = asyncio.run(scenario_main(args, stack, redis, anvil.rpc_url, db_name))
-    except Exception as exc:
-        console.print(f"[red]FAILED[/red] (seed {args.seed}): {type(exc).__name__}: {exc}")
-        code = 1
-    finally:
-        stack.stop_all()
-        anvil.stop()
-        redis.stop()
-        if code == 0 and not args.keep:
-            asyncio.run(drop_database(args.pg, db_name))
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            say(f"kept database {db_name} and logs in {logs}")
+        try:
+            code = asyncio.run(
+                scenario_main(args, local.stack, local.redis, local.anvil.rpc_url, local.db_name)
+            )
+        except Exception as exc:
+            console.print(f"[red]FAILED[/red] (seed {args.seed}): {type(exc).__name__}: {exc}")
+        local.keep = code != 0 or args.keep
     sys.exit(code)
 
 

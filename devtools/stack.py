@@ -7,11 +7,16 @@ TEST/DEV ONLY: it uses the well-known public Anvil keys.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import httpx
 from eth_account import Account
 from web3 import Web3
 
-from devtools.anvil import DEV_PRIVATE_KEYS
+from devtools.anvil import DEV_PRIVATE_KEYS, AnvilNode, start_anvil
 from devtools.deploy import deploy_autopool
 from devtools.processes import REPO_ROOT, SignerProcess, free_port, start_signer_process
 
@@ -262,3 +267,124 @@ class Stack:
                 self.kill(name)
         if self.signer is not None:
             self.signer.stop()
+
+
+class RedisServer:
+    """The scenario's own redis-server (never the shared one): no persistence, so a restart
+    loses every queued message, as the issue asks."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.work = work
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server not found (apt-get install redis-server)")
+        with (self.work / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.work)),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
+            )
+            if ping.stdout.strip() == "PONG":
+                return
+            time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@dataclass
+class LocalStack:
+    """A whole stack of its own: Anvil, a redis-server, a fresh database, the processes."""
+
+    stack: Stack
+    anvil: AnvilNode
+    redis: RedisServer
+    pg: str
+    db_name: str
+    work: Path
+    keep: bool = True
+    """Keep the database and logs when the context ends (set False once the run passed)."""
+
+    @property
+    def db_dsn(self) -> str:
+        return self.pg.rsplit("/", 1)[0] + "/" + self.db_name
+
+
+@contextmanager
+def local_stack(
+    pg: str, name: str, *, apis: int = 2, extra_env: dict[str, str] | None = None
+) -> Iterator[LocalStack]:
+    """Compile, start Anvil (1 s blocks) and a redis-server on free ports, deploy, create
+    database `autopool_<name>_<pid>` on the server of `pg`, migrate, seed, and start the
+    signer, `apis` API replicas, the listener and the worker; everything is stopped at the
+    end (database and logs dropped unless `keep`)."""
+    work = Path(tempfile.mkdtemp(prefix=f"autopool-{name}-"))
+    logs = work / "logs"
+    logs.mkdir()
+    compile_contracts()
+    redis = RedisServer(work)
+    redis.start()
+    anvil = start_anvil(block_time=1)
+    db_name = f"autopool_{name}_{os.getpid()}"
+    stack: Stack | None = None
+    local: LocalStack | None = None
+    try:
+        contract_address = deploy_devnet_contract(Web3(Web3.HTTPProvider(anvil.rpc_url)))
+        asyncio.run(create_database(pg, db_name))
+        env = stack_env(
+            db_url=database_url(pg, db_name),
+            redis_url=redis.url,
+            rpc_url=anvil.rpc_url,
+            chain_id=anvil.chain_id,
+            contract_address=contract_address,
+            token=os.urandom(16).hex(),
+            extra=extra_env,
+        )
+        stack = Stack(
+            env=env, logs=logs, chain_id=anvil.chain_id, contract_address=contract_address
+        )
+        migrate_and_seed(env)
+        stack.start_signer()
+        for _ in range(apis):
+            stack.add_api()
+        stack.add("listener", LISTENER_COMMAND)
+        stack.add("worker", WORKER_COMMAND)
+        stack.start_all()
+        local = LocalStack(stack, anvil, redis, pg, db_name, work)
+        yield local
+    finally:
+        try:
+            if stack is not None:
+                stack.stop_all()
+        finally:
+            anvil.stop()
+            redis.stop()
+        if local is not None and not local.keep:
+            asyncio.run(drop_database(pg, db_name))
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept database {db_name} and logs in {logs}", flush=True)
