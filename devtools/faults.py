@@ -45,7 +45,7 @@ from devtools.replicas import ReplicaTransport, problem_type
 from devtools.scenario import Dapp, Report, Wallet
 from devtools.stack import ADMIN_KEY, COMPANY_KEY, SENDER_KEY, RedisServer, Stack, local_stack
 
-console = Console()
+console = Console(width=120)
 # Blocks below the head before the listener settles an event. A reorg replaces at most
 # REORG_MAX_BLOCKS blocks, well inside this window, so it never reaches a final block.
 CONFIRMATIONS = 6
@@ -893,7 +893,7 @@ async def scenario_main(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="The whole stack under injected faults")
-    parser.add_argument("--participants", type=int, default=120)
+    parser.add_argument("--participants", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16, help="wallets in flight at once")
     parser.add_argument("--seed", type=int, default=None, help="fault schedule (default: random)")
     parser.add_argument(
@@ -915,10 +915,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1_000_000)
-    say(
-        f"seed {args.seed} (rerun: python -m devtools.faults --seed {args.seed} "
-        f"--participants {args.participants})"
+    rerun = (
+        f"python -m devtools.faults --seed {args.seed} --participants {args.participants} "
+        f"--concurrency {args.concurrency} --fault-gap {args.fault_gap} "
+        f"--fault-scale {args.fault_scale}" + (f" --only {args.only}" if args.only else "")
     )
+    say(f"seed {args.seed} (rerun: {rerun})")
 
     code = 1
     with local_stack(

@@ -37,7 +37,7 @@ from rich.table import Table
 from devtools.scenario import Dapp, Wallet
 from devtools.stack import COMPANY_KEY, Stack, local_stack
 
-console = Console()
+console = Console(width=120)
 READS = ("/pool/summary", "/treasury/summary", "/plan", "/users/me")
 
 
@@ -173,6 +173,12 @@ class Load:
         await self.dapp.aclose()
 
 
+async def confirmed(load: Load, nodes: int) -> bool:
+    r = await load.clients[0].get("/pool/summary")
+    levels = {int(level["level"]): int(level["nodes"]) for level in r.json()["levels"]}
+    return levels.get(1, 0) >= nodes
+
+
 async def soak(args: argparse.Namespace, stack: Stack, rpc_url: str) -> int:
     load = Load(stack, rpc_url, args.seed)
     tasks: set[asyncio.Task[None]] = set()
@@ -220,6 +226,13 @@ async def soak(args: argparse.Namespace, stack: Stack, rpc_url: str) -> int:
     if tasks:
         await asyncio.wait(tasks, timeout=60)
     end_mem = memory(stack)
+    # The listener kept up: every registration sent is settled in the ledger.
+    try:
+        await load.dapp.wait_for(
+            lambda: confirmed(load, len(load.registered) + 1), "the listener", seconds=90
+        )
+    except RuntimeError as exc:
+        load.errors.append(str(exc))
     await load.aclose()
 
     console.print(table)
