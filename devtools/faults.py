@@ -241,6 +241,8 @@ class Run:
     notes: list[str] = field(default_factory=list)
     last_fault: float = 0.0  # wall clock (time.time) when the last fault ended
     injector_done: asyncio.Event = field(default_factory=asyncio.Event)
+    main_done: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the scenario's main part is done: the injector finishes its round and stops."""
     extra_wallets: list[Wallet] = field(default_factory=list)
     signer_503: int = 0
     bumps: int = 0
@@ -272,12 +274,21 @@ class Injector:
         try:
             await asyncio.sleep(self.rng.uniform(*self.gap) + 3)
             retried: set[str] = set()
-            for kind in self.plan:
-                if not await self.inject(kind) and kind not in retried:
-                    retried.add(kind)
-                    self.plan.append(kind)  # once more, later
-                self.run.last_fault = time.time()
-                await asyncio.sleep(self.rng.uniform(*self.gap))
+            rounds = 0
+            # The whole plan at least once; more rounds while the scenario's main part runs,
+            # so a long run (2,000 participants) meets faults in every phase.
+            while rounds == 0 or not self.run.main_done.is_set():
+                plan = list(self.plan)
+                if rounds:
+                    self.rng.shuffle(plan)
+                for kind in plan:
+                    if not await self.inject(kind) and kind not in retried:
+                        retried.add(kind)
+                        plan.append(kind)  # once more, later
+                    self.run.last_fault = time.time()
+                    await asyncio.sleep(self.rng.uniform(*self.gap))
+                rounds += 1
+            self.run.notes.append(f"{rounds} round(s) of the fault plan")
         finally:
             self.run.injector_done.set()
 
@@ -556,6 +567,7 @@ async def driver(
         for user_id in report.frozen[:-1]:
             await scenario.set_frozen(dapp, admin, user_id, False)
             report.unfrozen.append(user_id)
+        run.main_done.set()
         rounds = 0
         while not run.injector_done.is_set():
             wallets += await scenario.register_all(dapp, company, 10, concurrency)
