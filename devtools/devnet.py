@@ -67,7 +67,7 @@ def main() -> None:
     company = Account.from_key(COMPANY_KEY).address
     contract_address = deploy_devnet_contract(w3)
     say(f"AutoPool deployed at {contract_address}")
-    db_name = "autopool_devnet"
+    db_name = os.environ.get("AUTOPOOL_DEVNET_DB", "autopool_devnet")
     asyncio.run(create_database(args.pg, db_name))
     env = stack_env(
         db_url=database_url(args.pg, db_name),
