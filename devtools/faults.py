@@ -496,9 +496,9 @@ class Injector:
         self.run.notes.append(f"pg_terminate_backend: {n} connections")
 
     async def stuck_tx(self) -> str | None:
-        """Mining paused until the worker's batch transaction is in the pool, then the next
-        block's base fee raised to three times its gas price: it cannot be mined until the
-        worker replaces it (same nonce, higher price)."""
+        """Mining paused until the worker's batch transaction is in the pool, then every
+        block's base fee held at twice its gas price until the worker replaces it (same nonce,
+        higher price); the replacement must be what is mined, never the original."""
         sender = Account.from_key(SENDER_KEY).address
         for _ in range(60):  # wait until something is payable
             if await self.payable():
@@ -509,12 +509,25 @@ class Injector:
             found = await self._sender_tx_in_pool(sender)
             if found is not None:
                 price = int(found["gasPrice"], 16)
-                await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 3))
+                await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 2))
         finally:
             await self.chain.rpc("evm_setIntervalMining", 1)
         if found is None:
             return "no settlement transaction in the pool within 30 s"
         nonce, first = int(found["nonce"], 16), found["hash"]
+        deadline = time.monotonic() + 90
+        while True:  # hold the fee until a replacement of that nonce is in the pool
+            await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 2))
+            pool = await self.chain.rpc("txpool_content")
+            mine = {k.lower(): v for k, v in pool.get("pending", {}).items()}
+            current = mine.get(sender.lower(), {}).get(str(nonce))
+            if current is not None and current["hash"] != first:
+                break
+            if await self.chain.rpc("eth_getTransactionReceipt", first) is not None:
+                raise CheckFailed(f"nonce {nonce} mined at the stuck price: the fault did not hold")
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"the worker never replaced stuck transaction nonce {nonce}")
+            await asyncio.sleep(0.4)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             latest = int(await self.chain.rpc("eth_getTransactionCount", sender, "latest"), 16)
@@ -522,11 +535,13 @@ class Injector:
                 break
             await asyncio.sleep(0.5)
         else:
-            raise CheckFailed(f"the stuck settlement transaction (nonce {nonce}) never mined")
+            raise CheckFailed(f"the replaced settlement transaction (nonce {nonce}) never mined")
         if await self.chain.rpc("eth_getTransactionReceipt", first) is not None:
             raise CheckFailed(f"nonce {nonce} mined at the stuck price: the fault did not hold")
         self.run.bumps += 1
-        self.run.notes.append(f"stuck transaction nonce {nonce} replaced by a bump and mined")
+        self.run.notes.append(
+            f"stuck transaction nonce {nonce} at {price} wei/gas: replaced by a bump, mined"
+        )
         return None
 
 
