@@ -152,6 +152,21 @@ class FaultDapp(Dapp):
         self.http = httpx.AsyncClient(base_url="http://api", transport=self.transport, timeout=60)
         self.sent: dict[str, Sent] = {}
         self.rebroadcasts = 0
+        self.signin_restarts = 0
+
+    async def sign_in(self, wallet: Wallet) -> None:
+        """SIWE as the scenario does it; a sign-in whose nonce was consumed by an attempt the
+        client never heard back from (a connection lost after the nonce's commit: the API
+        consumes it whatever the outcome) is started again with a new nonce, as a dapp does
+        on 401 `nonce-invalid`."""
+        for attempt in range(5):
+            try:
+                await super().sign_in(wallet)
+                return
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 401 or attempt == 4:
+                    raise
+                self.signin_restarts += 1
 
     async def refund(self, address: str) -> None:
         """A reorg also reverts `anvil_setBalance`: the wallet is funded again."""
@@ -861,6 +876,7 @@ def print_summary(
         work.add_row(f"client: {kind} retried", str(n))
     work.add_row("client: requests by replica port", str(dict(stats.by_replica)))
     work.add_row("wallet transactions sent again", str(dapp.rebroadcasts))
+    work.add_row("sign-ins restarted (nonce consumed, answer lost)", str(dapp.signin_restarts))
     work.add_row("duration", f"{seconds:.0f} s")
     console.print(work)
     table = Table(title="Checks")
