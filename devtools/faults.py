@@ -537,9 +537,12 @@ class Injector:
             mine = {k.lower(): v for k, v in pool.get("pending", {}).items()}
             current = mine.get(sender.lower(), {}).get(str(nonce))
             if current is not None and current["hash"] != first:
-                break
+                break  # replaced in the pool
             if await self.chain.rpc("eth_getTransactionReceipt", first) is not None:
                 raise CheckFailed(f"nonce {nonce} mined at the stuck price: the fault did not hold")
+            latest = int(await self.chain.rpc("eth_getTransactionCount", sender, "latest"), 16)
+            if latest > nonce:
+                break  # replaced and already mined
             if time.monotonic() > deadline:
                 raise CheckFailed(f"the worker never replaced stuck transaction nonce {nonce}")
             await asyncio.sleep(0.4)
