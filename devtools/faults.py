@@ -187,7 +187,14 @@ class FaultDapp(Dapp):
                     continue
                 # Already in the pool or mined; priced under a base-fee spike: it waits.
                 if not any(
-                    s in text for s in ("already known", "nonce too low", "base fee", "underpriced")
+                    s in text
+                    for s in (
+                        "already known",
+                        "already imported",
+                        "nonce too low",
+                        "base fee",
+                        "underpriced",
+                    )
                 ):
                     raise
                 return
