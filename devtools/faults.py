@@ -168,6 +168,17 @@ class FaultDapp(Dapp):
                     raise
                 self.signin_restarts += 1
 
+    async def call(
+        self, method: str, path: str, wallet: Wallet, json: Any = None, attempts: int = 120
+    ) -> httpx.Response:
+        """An authenticated call; an expired access token (a long run outlives its 10
+        minutes) is renewed by signing in again, as a dapp does."""
+        r = await super().call(method, path, wallet, json, attempts)
+        if r.status_code == 401 and "expired" in r.text:
+            await self.sign_in(wallet)
+            r = await super().call(method, path, wallet, json, attempts)
+        return r
+
     async def refund(self, address: str) -> None:
         """A reorg also reverts `anvil_setBalance`: the wallet is funded again."""
         await self.w3.provider.make_request(
