@@ -222,12 +222,16 @@ class FaultDapp(Dapp):
             "gasPrice": await self.w3.eth.gas_price,
         }
         try:
-            full["gas"] = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
+            estimate = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
         except Exception as exc:
             if "insufficient funds" not in str(exc).lower():
                 raise
             await self.refund(acct.address)
-            full["gas"] = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
+            estimate = await self.w3.eth.estimate_gas(full)  # type: ignore[arg-type]
+        # A margin, as wallets add: the estimate is made on the head's state, and a reorg can
+        # drop the registration that first wrote this payload nonce's bitmap word (a cold word
+        # costs ~15,000 gas more).
+        full["gas"] = estimate * 5 // 4 + 20_000
         signed = acct.sign_transaction(full)
         tx_hash = "0x" + signed.hash.hex().removeprefix("0x")
         self.sent[tx_hash] = Sent(acct.address, bytes(signed.raw_transaction))
@@ -240,7 +244,11 @@ class FaultDapp(Dapp):
             except TimeExhausted:
                 continue  # dropped by a reorg (or priced out for now): send it again
             if receipt["status"] != 1:
-                raise RuntimeError(f"{acct.address}: transaction {tx_hash} reverted")
+                used = int(receipt["gasUsed"])
+                raise RuntimeError(
+                    f"{acct.address}: transaction {tx_hash} reverted in block "
+                    f"{receipt['blockNumber']} (gas used {used} of {full['gas']})"
+                )
             return dict(receipt)
         raise RuntimeError(f"{acct.address}: transaction {tx_hash} never mined")
 
