@@ -204,25 +204,27 @@ async def soak(args: argparse.Namespace, stack: Stack, rpc_url: str) -> int:
     period = 1.0 / args.rate
     started = time.monotonic()
     next_at, next_report = started, started + args.interval
-    p99s: list[float] = []
+
+    def report(t: int) -> None:
+        for kind in sorted(load.samples):
+            ms = [x * 1000 for x in load.samples[kind]]
+            p50, p99 = percentile(ms, 0.5), percentile(ms, 0.99)
+            row = [str(t), kind, str(len(ms)), f"{p50:.0f}", f"{p99:.0f}", f"{max(ms):.0f}"]
+            row.append(str(load.in_flight))
+            print(" ".join(f"{c:>9}" for c in row), flush=True)
+            table.add_row(*row)
+        load.samples.clear()
+
     while time.monotonic() - started < args.seconds:
         now = time.monotonic()
         if now >= next_at:
             launch("register" if load.rng.random() < args.register_share else "read")
             next_at += period
         if now >= next_report:
-            t = round(now - started)
-            for kind in sorted(load.samples):
-                ms = [x * 1000 for x in load.samples[kind]]
-                p99 = percentile(ms, 0.99)
-                if kind == "read":
-                    p99s.append(p99)
-                row = (str(t), kind, str(len(ms)), f"{percentile(ms, 0.5):.0f}", f"{p99:.0f}")
-                print(" ".join(f"{c:>9}" for c in (*row, f"{max(ms):.0f}", str(load.in_flight))))
-                table.add_row(*row, f"{max(ms):.0f}", str(load.in_flight))
-            load.samples.clear()
+            report(round(now - started))
             next_report += args.interval
         await asyncio.sleep(max(0.0, min(next_at, next_report) - time.monotonic()))
+    report(round(time.monotonic() - started))  # the last (partial) interval
     if tasks:
         await asyncio.wait(tasks, timeout=60)
     end_mem = memory(stack)
