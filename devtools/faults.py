@@ -676,6 +676,8 @@ async def checks(
             if time.monotonic() > deadline:
                 raise CheckFailed(f"listener at block {sync['last_block']}, head {head}: wedged")
             await asyncio.sleep(1)
+        if sync["updated_at"] is None or sync["updated_at"].timestamp() <= run.last_fault:
+            raise CheckFailed(f"the listener's cursor has not moved since the last fault: {sync}")
         rows.append(("listener caught up", f"block {sync['last_block']} (head {head})"))
         halted = await conn.fetch("SELECT address, halted_reason FROM sender_accounts")
         for row in halted:
@@ -690,6 +692,11 @@ async def checks(
         )
         if in_flight:
             raise CheckFailed(f"batches left in flight: {[dict(r) for r in in_flight]}")
+        ended = dict(
+            await conn.fetch("SELECT status, count(*) FROM payout_batches GROUP BY status")
+        )
+        if ended.get("failed"):
+            raise CheckFailed(f"{ended['failed']} payout batches failed")
 
         # Let the chain move past the last events and the listener settle them.
         block = int(sync["last_block"])
@@ -781,7 +788,8 @@ async def checks(
         rows.append(
             (
                 "per recipient: on-chain paid + claimable = settled rewards",
-                f"{len(onchain)} recipients, {paid_total} wei, {len(batches)} batches once each",
+                f"{len(onchain)} recipients, {paid_total} wei, {len(batches)} batches once "
+                f"each ({ended.get('expired', 0)} expired and rebuilt)",
             )
         )
 

@@ -235,10 +235,15 @@ class Stack:
 
     def kill(self, name: str) -> None:
         """SIGKILL the process (and its group: a worker's children die with it)."""
-        proc = self.signer.process if name == "signer" and self.signer else self.procs[name]
+        if name == "signer":
+            assert self.signer is not None
+            self.signer.process.kill()  # started by start_signer, in our own process group
+            self.signer.process.wait()
+            return
+        proc = self.procs[name]
         if proc.poll() is None:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: start()
             except (ProcessLookupError, PermissionError):
                 proc.kill()
         proc.wait()
