@@ -310,6 +310,7 @@ class Injector:
         self.plan = [kind for kind, n in counts.items() for _ in range(n)]
         self.rng.shuffle(self.plan)
         self.api_turn = 0
+        self.last_nudge = ""
 
     async def main(self) -> None:
         try:
@@ -437,7 +438,7 @@ class Injector:
         finally:
             await self.chain.rpc("evm_setIntervalMining", 1)
         if found is None:
-            return "no settlement transaction in the pool within 30 s"
+            return f"no settlement transaction in the pool within 30 s; build: {self.last_nudge}"
         seen = "not yet seen by the worker"
         deadline = time.monotonic() + SETTLEMENT_REORG_MAX_BLOCKS - 0.5
         while time.monotonic() < deadline:
@@ -508,7 +509,8 @@ class Injector:
     async def _sender_tx_in_pool(self, sender: str) -> dict[str, Any] | None:
         """With mining paused: nudge a build, then wait for the worker's transaction in the
         pool."""
-        await self.dapp.call("POST", "/payouts/build-batch", self.admin, {})
+        r = await self.dapp.call("POST", "/payouts/build-batch", self.admin, {})
+        self.last_nudge = problem_type(r)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             pool = await self.chain.rpc("txpool_content")
@@ -554,7 +556,7 @@ class Injector:
         finally:
             await self.chain.rpc("evm_setIntervalMining", 1)
         if found is None:
-            return "no settlement transaction in the pool within 30 s"
+            return f"no settlement transaction in the pool within 30 s; build: {self.last_nudge}"
         nonce, first = int(found["nonce"], 16), found["hash"]
         deadline = time.monotonic() + 90
         while True:  # hold the fee until a replacement of that nonce is in the pool
@@ -912,6 +914,8 @@ def print_summary(
     for kind, n in sorted(stats.retried_statuses.items()):
         work.add_row(f"client: {kind} retried", str(n))
     work.add_row("client: requests by replica port", str(dict(stats.by_replica)))
+    work.add_row("signer outage: 503 signer-unavailable + Retry-After seen", str(run.signer_503))
+    work.add_row("stuck settlement transactions replaced by a bump", str(run.bumps))
     work.add_row("wallet transactions sent again", str(dapp.rebroadcasts))
     work.add_row("sign-ins restarted (nonce consumed, answer lost)", str(dapp.signin_restarts))
     work.add_row("duration", f"{seconds:.0f} s")
