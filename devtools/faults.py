@@ -28,6 +28,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -424,21 +425,16 @@ class Injector:
         batch transaction is in the pool, snapshot, mined, seen by the worker (its attempt
         `mined`), then reverted away. The worker must still get the batch executed once."""
         sender = Account.from_key(SENDER_KEY).address
-        for _ in range(60):  # wait until something is payable
-            if await self.payable():
-                break
-            await asyncio.sleep(1)
-        await self.chain.rpc("evm_setIntervalMining", 0)
         snap, snapshot_block = "", 0
-        try:
-            found = await self._sender_tx_in_pool(sender)
-            if found is not None:
-                snapshot_block = await self.chain.head()
-                snap = await self.chain.rpc("evm_snapshot")
-        finally:
-            await self.chain.rpc("evm_setIntervalMining", 1)
+
+        async def snapshot(_found: dict[str, Any]) -> None:
+            nonlocal snap, snapshot_block
+            snapshot_block = await self.chain.head()
+            snap = await self.chain.rpc("evm_snapshot")
+
+        found = await self._catch_sender_tx(sender, snapshot)
         if found is None:
-            return f"no settlement transaction in the pool within 30 s; build: {self.last_nudge}"
+            return f"no settlement transaction in the pool in 3 tries; build: {self.last_nudge}"
         seen = "not yet seen by the worker"
         deadline = time.monotonic() + SETTLEMENT_REORG_MAX_BLOCKS - 0.5
         while time.monotonic() < deadline:
@@ -506,12 +502,35 @@ class Injector:
         finally:
             await conn.close()
 
+    async def _catch_sender_tx(
+        self, sender: str, then: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> dict[str, Any] | None:
+        """Up to three tries: wait until something is payable, pause mining, nudge a build and
+        wait for the worker's transaction in the pool; `then` runs on it while mining is still
+        paused. Mining always resumes."""
+        for _ in range(3):
+            for _ in range(60):
+                if await self.payable():
+                    break
+                await asyncio.sleep(1)
+            await self.chain.rpc("evm_setIntervalMining", 0)
+            try:
+                found = await self._sender_tx_in_pool(sender)
+                if found is not None:
+                    await then(found)
+                    return found
+            finally:
+                await self.chain.rpc("evm_setIntervalMining", 1)
+            await asyncio.sleep(2)
+        return None
+
     async def _sender_tx_in_pool(self, sender: str) -> dict[str, Any] | None:
         """With mining paused: nudge a build, then wait for the worker's transaction in the
-        pool."""
+        pool (not long when the worker paid everything just before the pause)."""
         r = await self.dapp.call("POST", "/payouts/build-batch", self.admin, {})
         self.last_nudge = problem_type(r)
-        deadline = time.monotonic() + 30
+        idle = "nothing-to-pay" in self.last_nudge and not await self.payable()
+        deadline = time.monotonic() + (3 if idle else 30)
         while time.monotonic() < deadline:
             pool = await self.chain.rpc("txpool_content")
             for address, by_nonce in pool.get("pending", {}).items():
@@ -543,21 +562,16 @@ class Injector:
         block's base fee held at twice its gas price until the worker replaces it (same nonce,
         higher price); the replacement must be what is mined, never the original."""
         sender = Account.from_key(SENDER_KEY).address
-        for _ in range(60):  # wait until something is payable
-            if await self.payable():
-                break
-            await asyncio.sleep(1)
-        await self.chain.rpc("evm_setIntervalMining", 0)
-        try:
-            found = await self._sender_tx_in_pool(sender)
-            if found is not None:
-                price = int(found["gasPrice"], 16)
-                await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 2))
-        finally:
-            await self.chain.rpc("evm_setIntervalMining", 1)
+
+        async def raise_fee(stuck: dict[str, Any]) -> None:
+            price = int(stuck["gasPrice"], 16)
+            await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 2))
+
+        found = await self._catch_sender_tx(sender, raise_fee)
         if found is None:
-            return f"no settlement transaction in the pool within 30 s; build: {self.last_nudge}"
+            return f"no settlement transaction in the pool in 3 tries; build: {self.last_nudge}"
         nonce, first = int(found["nonce"], 16), found["hash"]
+        price = int(found["gasPrice"], 16)
         deadline = time.monotonic() + 90
         while True:  # hold the fee until a replacement of that nonce is in the pool
             await self.chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(price * 2))
@@ -980,9 +994,7 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16, help="wallets in flight at once")
     parser.add_argument("--seed", type=int, default=None, help="fault schedule (default: random)")
-    parser.add_argument(
-        "--fault-gap", default="1.5,5", help="seconds between faults: uniform(lo,hi)"
-    )
+    parser.add_argument("--fault-gap", default="1,4", help="seconds between faults: uniform(lo,hi)")
     parser.add_argument(
         "--fault-scale", type=float, default=1.0, help="multiply each fault kind's count"
     )
