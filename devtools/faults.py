@@ -434,7 +434,7 @@ class Injector:
 
         found = await self._catch_sender_tx(sender, snapshot)
         if found is None:
-            return f"no settlement transaction in the pool in 3 tries; build: {self.last_nudge}"
+            return f"no settlement transaction in the pool in 4 tries; build: {self.last_nudge}"
         seen = "not yet seen by the worker"
         deadline = time.monotonic() + SETTLEMENT_REORG_MAX_BLOCKS - 0.5
         while time.monotonic() < deadline:
@@ -505,10 +505,11 @@ class Injector:
     async def _catch_sender_tx(
         self, sender: str, then: Callable[[dict[str, Any]], Awaitable[None]]
     ) -> dict[str, Any] | None:
-        """Up to three tries: wait until something is payable, pause mining, nudge a build and
-        wait for the worker's transaction in the pool; `then` runs on it while mining is still
-        paused. Mining always resumes."""
-        for _ in range(3):
+        """Up to four tries: wait until something is payable, pause mining, nudge a build and
+        wait (at most 8 s: a chain that stops longer would starve everything else) for the
+        worker's transaction in the pool; `then` runs on it while mining is still paused.
+        Mining always resumes."""
+        for _ in range(4):
             for _ in range(60):
                 if await self.payable():
                     break
@@ -521,7 +522,7 @@ class Injector:
                     return found
             finally:
                 await self.chain.rpc("evm_setIntervalMining", 1)
-            await asyncio.sleep(2)
+            await asyncio.sleep(3)
         return None
 
     async def _sender_tx_in_pool(self, sender: str) -> dict[str, Any] | None:
@@ -530,7 +531,7 @@ class Injector:
         r = await self.dapp.call("POST", "/payouts/build-batch", self.admin, {})
         self.last_nudge = problem_type(r)
         idle = "nothing-to-pay" in self.last_nudge and not await self.payable()
-        deadline = time.monotonic() + (3 if idle else 30)
+        deadline = time.monotonic() + (3 if idle else 8)
         while time.monotonic() < deadline:
             pool = await self.chain.rpc("txpool_content")
             for address, by_nonce in pool.get("pending", {}).items():
@@ -569,7 +570,7 @@ class Injector:
 
         found = await self._catch_sender_tx(sender, raise_fee)
         if found is None:
-            return f"no settlement transaction in the pool in 3 tries; build: {self.last_nudge}"
+            return f"no settlement transaction in the pool in 4 tries; build: {self.last_nudge}"
         nonce, first = int(found["nonce"], 16), found["hash"]
         price = int(found["gasPrice"], 16)
         deadline = time.monotonic() + 90
