@@ -63,18 +63,20 @@ class SignerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_signer(env: dict[str, str], log_path: Path, timeout: float = 20.0) -> SignerProcess:
+def start_signer(
+    env: dict[str, str], log_path: Path, timeout: float = 20.0, port: int | None = None
+) -> SignerProcess:
     """Start `python -m signer` with `env` (inherited AUTOPOOL_SIGNER_* variables are dropped)
-    on a free loopback port, or its Unix socket when `AUTOPOOL_SIGNER_SOCKET_PATH` is set, and
-    wait until GET /health answers. Its output goes to `log_path` (a pipe nobody reads would
-    fill up and block it)."""
+    on `port` of the loopback (default: a free one), or its Unix socket when
+    `AUTOPOOL_SIGNER_SOCKET_PATH` is set, and wait until GET /health answers. Its output goes
+    to `log_path` (a pipe nobody reads would fill up and block it)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOOL_SIGNER_")}
     full_env.update(env)
     socket_path = env.get("AUTOPOOL_SIGNER_SOCKET_PATH")
     if socket_path:
         url = f"unix://{socket_path}"
     else:
-        port = free_port()
+        port = port or free_port()
         full_env["AUTOPOOL_SIGNER_HOST"] = "127.0.0.1"
         full_env["AUTOPOOL_SIGNER_PORT"] = str(port)
         url = f"http://127.0.0.1:{port}"
@@ -115,6 +117,7 @@ def start_signer_process(
     database_url: str,
     extra_env: dict[str, str] | None = None,
     timeout: float = 20.0,
+    port: int | None = None,
 ) -> SignerProcess:
     """The signer with the raw-key backend (TEST/DEV ONLY), its audit log at `audit_log`,
     checking payloads against the (migrated) ledger at `database_url` through its own role."""
@@ -128,6 +131,6 @@ def start_signer_process(
         "AUTOPOOL_SIGNER_DATABASE_URL": signer_database_url(database_url),
         **(extra_env or {}),
     }
-    signer = start_signer(env, audit_log.with_suffix(".stderr.log"), timeout)
+    signer = start_signer(env, audit_log.with_suffix(".stderr.log"), timeout, port)
     signer.token = token
     return signer

@@ -34,6 +34,11 @@ _RESERVED = frozenset({"type", "title", "status", "detail", "instance", "type_"}
 PROBLEM_JSON = "application/problem+json"
 SIGNER_RETRY_SECONDS = 5
 SLOT_RETRY_SECONDS = 5
+DATABASE_RETRY_SECONDS = 1
+# asyncpg's errors for a session the server ended (`pg_terminate_backend`, a shutdown).
+_CONNECTION_LOST = frozenset(
+    {"AdminShutdownError", "ConnectionDoesNotExistError", "CannotConnectNowError"}
+)
 
 
 class Problem(BaseModel):
@@ -178,6 +183,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # The connection was lost (a server restart, a failover, `pg_terminate_backend`): the
+        # transaction rolled back and the pool drops the connection; the client may retry
+        # (found by `python -m devtools.faults`: these were 500s).
+        causes = {type(exc.orig).__name__, type(getattr(exc.orig, "__cause__", None)).__name__}
+        if exc.connection_invalidated or causes & _CONNECTION_LOST:
+            log.warning("database connection lost", detail=str(exc.orig), path=request.url.path)
+            return problem(
+                503,
+                "database-unavailable",
+                "Database unavailable",
+                "the database connection was lost; retry",
+                request.url.path,
+                retry_after=DATABASE_RETRY_SECONDS,
+            )
         # A value PostgreSQL cannot store (a NUL byte, a number beyond 64 bits) that slipped
         # past validation is bad input, not a server fault; anything else is re-raised.
         if type(exc.orig).__name__ in _BAD_TEXT or "invalid byte sequence" in str(exc.orig):

@@ -145,6 +145,22 @@ async def open_attempts(session: AsyncSession, sender: str) -> list[TxAttempt]:
     )
 
 
+async def closed_attempts_from(session: AsyncSession, sender: str, nonce: int) -> list[TxAttempt]:
+    """Attempts recorded as mined or reverted at `nonce` or above (for update)."""
+    return list(
+        await session.scalars(
+            select(TxAttempt)
+            .where(
+                TxAttempt.sender == sender,
+                TxAttempt.account_nonce >= nonce,
+                TxAttempt.status.in_((AttemptStatus.MINED, AttemptStatus.REVERTED)),
+            )
+            .order_by(TxAttempt.account_nonce, TxAttempt.id)
+            .with_for_update()
+        )
+    )
+
+
 async def attempts_of_nonce(session: AsyncSession, sender: str, nonce: int) -> list[TxAttempt]:
     return list(
         await session.scalars(

@@ -92,6 +92,8 @@ class SenderReport:
     mined: list[int] = field(default_factory=list)
     reverted: list[int] = field(default_factory=list)
     foreign_nonces: list[int] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+    """Batches whose mined transaction a reorg dropped: sent again on the same nonce."""
 
 
 def sender_lock_key(address: str) -> int:
@@ -173,6 +175,29 @@ async def _reopen_batch(session: AsyncSession, batch_id: int, nonce: int) -> Non
         batch.updated_at = datetime.now(UTC)
 
 
+async def _reopen_dropped(
+    res: Resources, session: AsyncSession, address: str, latest: int, report: SenderReport
+) -> None:
+    """A reorg inside the non-final window can drop the block that held one of our mined (or
+    reverted) transactions: the chain's `latest` count falls back to its nonce and its receipt
+    is gone. Its identical bytes go back to `prepared` and are broadcast again, so the nonce is
+    filled by the same transaction; otherwise every later nonce would wait behind the gap
+    forever. (The contract still executes a batch id at most once.)"""
+    now = datetime.now(UTC)
+    for attempt in await repo.closed_attempts_from(session, address, latest):
+        if await _receipt(res.w3, attempt.tx_hash) is not None:
+            continue  # mined again since `latest` was read
+        log.warning(
+            "settlement transaction dropped by a reorg: sent again",
+            batch=attempt.batch_id,
+            nonce=attempt.account_nonce,
+            tx=attempt.tx_hash,
+        )
+        attempt.status, attempt.mined_block, attempt.gas_used = AttemptStatus.PREPARED, None, None
+        attempt.updated_at = now
+        report.dropped.append(attempt.batch_id)
+
+
 async def close_nonces(res: Resources, address: str, latest: int, report: SenderReport) -> None:
     """Settle each open nonce the chain may have used: one of our attempts mined it (an
     outcome: mined or reverted; the others are `replaced`), or none did while the chain's
@@ -180,6 +205,7 @@ async def close_nonces(res: Resources, address: str, latest: int, report: Sender
     async with unit_of_work(res.sessions) as s:
         account = await repo.sender_for_update(s, address)
         assert account is not None
+        await _reopen_dropped(res, s, address, latest, report)
         by_nonce: dict[int, list[TxAttempt]] = {}
         for attempt in await repo.open_attempts(s, address):
             by_nonce.setdefault(attempt.account_nonce, []).append(attempt)

@@ -120,6 +120,41 @@ async def test_our_attempt_mined_behind_our_back_is_an_outcome_not_a_failure(
     assert paid_on_chain_per_recipient(deployment.contract) == await settled_per_recipient(sessions)
 
 
+async def test_a_mined_transaction_dropped_by_a_shallow_reorg_is_sent_again_on_its_nonce(
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    settings: Settings,
+    deployment: Deployment,
+) -> None:
+    """Found by `python -m devtools.faults`: the sender closed the nonce at the first receipt;
+    a reorg inside the non-final window dropped that block, and every later batch waited
+    behind the nonce gap forever. The same bytes are now sent again on the same nonce."""
+    await sponsor_chain(api, w3, chain_sync, company.address, 2)
+    async with open_resources(settings) as res:
+        await signed_batch(res)
+        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        await service.send_signed(res)
+        mine(w3, 1)
+        await service.send_signed(res)
+        (mined,) = await attempts(sessions)
+        assert mined.status == "mined"
+        w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        assert w3.eth.get_transaction_count(mined.sender) == mined.account_nonce
+        mine(w3, 1)  # a different block at that height, without our transaction
+
+        report = await service.send_signed(res)
+        assert report.dropped == [mined.batch_id] and report.halted is None
+        await settle_to_the_end(res, w3, chain_sync)
+    (again,) = await attempts(sessions)
+    assert (again.tx_hash, again.status) == (mined.tx_hash, "mined")
+    assert w3.eth.get_transaction_count(mined.sender) == mined.account_nonce + 1
+    assert [b.status for b in await batches(sessions)] == ["executed"]
+    assert paid_on_chain_per_recipient(deployment.contract) == await settled_per_recipient(sessions)
+
+
 async def test_a_stuck_transaction_is_replaced_on_the_same_nonce_never_doubled_on_another(
     api: httpx.AsyncClient,
     w3: Web3,
