@@ -18,6 +18,7 @@ import asyncio
 from eth_utils import to_checksum_address
 
 from backend.core.db import unit_of_work
+from backend.core.logging import log
 from backend.core.settings import get_settings
 from backend.core.wiring import open_resources
 
@@ -101,10 +102,15 @@ def _worker(processes: int, threads: int) -> None:
     next_reconciliation = 0.0
     try:
         while child.poll() is None:
-            service.enqueue(settings.redis_url, "settlement_cycle")
-            if time.monotonic() >= next_reconciliation:
-                service.enqueue(settings.redis_url, "reconcile_ledger")
-                next_reconciliation = time.monotonic() + settings.reconciliation_interval_seconds
+            try:
+                service.enqueue(settings.redis_url, "settlement_cycle")
+                if time.monotonic() >= next_reconciliation:
+                    service.enqueue(settings.redis_url, "reconcile_ledger")
+                    next_reconciliation = (
+                        time.monotonic() + settings.reconciliation_interval_seconds
+                    )
+            except Exception as exc:  # Redis down or restarting: the next tick nudges again
+                log.warning("could not enqueue the scheduled cycle; retrying", error=str(exc))
             deadline = time.monotonic() + settings.settlement_interval_seconds
             while child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.2)
