@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
-from backend.core.events import STAFF, user_channel
+from backend.core.events import STAFF, user_channel, wire_channel
 from backend.core.security import READERS, Principal
 
 
@@ -22,6 +22,7 @@ def channels_of(principal: Principal) -> list[str]:
 async def stream(redis: Redis, channels: list[str]) -> AsyncIterator[str]:
     """The JSON messages published on `channels`, as they come."""
     pubsub = redis.pubsub()
+    channels = [wire_channel(redis, c) for c in channels]
     await pubsub.subscribe(*channels)
     try:
         async for message in pubsub.listen():
