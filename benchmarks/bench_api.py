@@ -45,7 +45,6 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
-import httpx  # noqa: E402
 import uvloop  # noqa: E402
 from eth_account import Account  # noqa: E402
 from eth_account.messages import encode_defunct  # noqa: E402
@@ -59,6 +58,7 @@ from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
 from devtools.deploy import deploy_autopool  # noqa: E402
 from devtools.processes import free_port, start_signer_process, stop_process  # noqa: E402
 from devtools.seed import grow_level_one, synthetic_wallet  # noqa: E402
+from devtools.stack import wait_http  # noqa: E402
 from devtools.wallet import send_as_wallet  # noqa: E402
 
 ADMIN_DSN = os.environ.get("AUTOPOOL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -170,18 +170,6 @@ async def seed_database(db_url: str, participants: int) -> list[LocalAccount]:
     finally:
         await engine.dispose()
     return keyed
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
 async def measure(
@@ -369,7 +357,7 @@ def main() -> None:
             )
         )
         api = f"http://127.0.0.1:{port}"
-        wait_http(f"{api}/health")
+        wait_http(f"{api}/health", timeout=60)
         register_run, me_run, health_run, samples = uvloop.run(
             measure(api, contract.address, keyed, args.participants, args)
         )

@@ -215,11 +215,11 @@ class ChainSync:
                 if reorged is None:
                     start = cursor.last_block + 1
                     end = min(confirmed, start + self.max_range - 1)
-                    settled += await self._ingest(session, start, end)
+                    count, tip = await self._ingest(session, start, end)
+                    settled += count
                     await surplus.credit_new(session, await self._surplus_at(end), start, end)
-                    tip = await self.w3.eth.get_block(end)
-                    cursor.last_block, cursor.last_block_hash = end, tip["hash"].to_0x_hex()
-                    cursor.last_block_timestamp = int(tip["timestamp"])
+                    cursor.last_block, cursor.last_block_hash = end, tip["hash"]
+                    cursor.last_block_timestamp = int(tip["timestamp"], 16)
                     cursor.updated_at = datetime.now(UTC)
             if reorged is not None:
                 await self.halt(reorged)
@@ -235,18 +235,18 @@ class ChainSync:
 
     async def _complete_logs(
         self, start: int, end: int
-    ) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
         """Every log of the contract in [start, end]. `eth_getLogs` over a range is not trusted
         to be complete: a block whose `logsBloom` says the contract may have logged, but of
         which the range returned nothing, is asked again by hash (of every RPC URL) before the
-        cursor moves past it. Returns the logs and each block's timestamp."""
+        cursor moves past it. Returns the logs and each block's header (raw JSON-RPC)."""
         raw_logs = await self.rpc.logs_in_ranges(self.contract, start, end, self.ranges)
-        block_ts: dict[int, int] = {}
+        headers: dict[int, dict[str, Any]] = {}
         seen = {int(x["blockNumber"], 16) for x in raw_logs}
         address = bytes.fromhex(self.contract[2:])
         for header in await self.rpc.headers(start, end):
             number = int(header["number"], 16)
-            block_ts[number] = int(header["timestamp"], 16)
+            headers[number] = header
             if number in seen or not bloom_may_contain(header["logsBloom"], address):
                 continue
             found = await self.rpc.logs_of_block(self.contract, header["hash"])
@@ -259,10 +259,13 @@ class ChainSync:
                     logs=len(found),
                 )
                 raw_logs.extend(found)
-        return raw_logs, block_ts
+        return raw_logs, headers
 
-    async def _ingest(self, session: AsyncSession, start: int, end: int) -> int:
-        raw_logs, block_ts = await self._complete_logs(start, end)
+    async def _ingest(
+        self, session: AsyncSession, start: int, end: int
+    ) -> tuple[int, dict[str, Any]]:
+        """Store and apply the range's new events; (events settled, the header of `end`)."""
+        raw_logs, headers = await self._complete_logs(start, end)
         settled = 0
         # One transaction's events are applied together: if one of them is unexpected, none
         # is (a stolen batch's lines and its BatchExecuted all become anomalies).
@@ -284,7 +287,7 @@ class ChainSync:
                     contract=self.contract,
                     block_number=number,
                     block_hash=raw["blockHash"],
-                    block_timestamp=block_ts[number],
+                    block_timestamp=int(headers[number]["timestamp"], 16),
                     tx_hash=raw["transactionHash"],
                     log_index=int(raw["logIndex"], 16),
                     name=name,
@@ -304,7 +307,7 @@ class ChainSync:
                 stored.append([event])
         for group in stored:
             settled += await self._apply_transaction(session, group)
-        return settled
+        return settled, headers[end]
 
     async def _apply_transaction(self, session: AsyncSession, events: list[ChainEvent]) -> int:
         """Apply one transaction's new events in a savepoint; an unexpected one turns them
