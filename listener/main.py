@@ -34,6 +34,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             confirmations=settings.confirmations,
             max_range=settings.listener_batch_blocks,
             finality=settings.listener_finality,
+            bulk_min_events=settings.listener_bulk_min_events,
         )
         async with res.engine.connect() as leader:
             # Session-level lock on a connection held for the process's life: if this process

@@ -17,12 +17,13 @@ the cursor's is refused, so one that lost its lock without knowing cannot commit
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from eth_utils import function_signature_to_4byte_selector
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
@@ -31,9 +32,10 @@ from backend.chain.events import EventDecoder
 from backend.chain.rpc import AdaptiveRange, RpcClient, bloom_may_contain
 from backend.core.db import unit_of_work
 from backend.core.logging import log
-from backend.ledger import anomalies, surplus
+from backend.ledger import anomalies, bulk, surplus
 from backend.ledger.apply import apply_event
-from backend.ledger.errors import UnexpectedEvent
+from backend.ledger.bulk import BULK_EVENTS, SettleEvent
+from backend.ledger.errors import BulkRefused, UnexpectedEvent
 from backend.models import BlockchainSync, ChainEvent, PendingEvent
 
 EVENTS_SETTLED = Counter("autopool_listener_events_total", "Events settled", ["event"])
@@ -55,6 +57,56 @@ LOG_RECHECKS = Counter(
     ["outcome"],
 )
 REORGS = Counter("autopool_listener_reorgs_total", "Reorgs seen", ["depth"])
+BULK_FALLBACKS = Counter(
+    "autopool_listener_bulk_fallbacks_total",
+    "Runs the bulk path refused (an unexpected event): settled event by event instead",
+)
+
+_STORE_EVENTS = text(
+    """
+    INSERT INTO chain_events (chain_id, contract, block_number, block_hash, block_timestamp,
+                              tx_hash, log_index, name, args)
+    SELECT c, a, b, h, t, x, i, n, CAST(j AS jsonb)
+    FROM unnest(CAST(:c AS bigint[]), CAST(:a AS text[]), CAST(:b AS bigint[]),
+                CAST(:h AS text[]), CAST(:t AS bigint[]), CAST(:x AS text[]),
+                CAST(:i AS int[]), CAST(:n AS text[]), CAST(:j AS text[]))
+         WITH ORDINALITY AS v(c, a, b, h, t, x, i, n, j, o)
+    ORDER BY o
+    ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING
+    RETURNING id, tx_hash, log_index
+    """
+)
+
+
+async def store_events(
+    session: AsyncSession, rows: list[dict[str, Any]], chunk: int = 5_000
+) -> list[SettleEvent]:
+    """Store decoded logs (in chain order) in `chain_events`, one statement per `chunk`;
+    returns the ones not stored before, in the same order. The unique key per log makes a
+    second ingest of the same range store nothing."""
+    new: list[SettleEvent] = []
+    for first in range(0, len(rows), chunk):
+        part = rows[first : first + chunk]
+        result = await session.execute(
+            _STORE_EVENTS,
+            {
+                "c": [r["chain_id"] for r in part],
+                "a": [r["contract"] for r in part],
+                "b": [r["block_number"] for r in part],
+                "h": [r["block_hash"] for r in part],
+                "t": [r["block_timestamp"] for r in part],
+                "x": [r["tx_hash"] for r in part],
+                "i": [r["log_index"] for r in part],
+                "n": [r["name"] for r in part],
+                "j": [json.dumps(r["args"]) for r in part],
+            },
+        )
+        ids = {(tx, index): int(id_) for id_, tx, index in result.all()}
+        for r in part:
+            id_ = ids.get((r["tx_hash"], r["log_index"]))
+            if id_ is not None:
+                new.append(SettleEvent(id_, r["name"], r["args"], r["block_number"], r["tx_hash"]))
+    return new
 
 
 class DeepReorg(RuntimeError):
@@ -83,6 +135,7 @@ class ChainSync:
         finality: str = "depth",
         generation: int | None = None,
         rpc: RpcClient | None = None,
+        bulk_min_events: int = 32,
     ) -> None:
         self.sessions = sessions
         self.w3 = w3
@@ -100,6 +153,9 @@ class ChainSync:
         self.ranges = AdaptiveRange(maximum=max_range)
         self.decoder = EventDecoder(w3, self.contract)
         self.sync_id = f"{chain_id}:{self.contract}"
+        # Runs of at least this many registrations/retopups are settled in bulk (a backfill);
+        # shorter ones (live mode) event by event.
+        self.bulk_min_events = bulk_min_events
 
     async def cursor_row(self, session: AsyncSession) -> BlockchainSync:
         """The cursor row, created at `start_block - 1` if missing, locked for update."""
@@ -266,10 +322,7 @@ class ChainSync:
     ) -> tuple[int, dict[str, Any]]:
         """Store and apply the range's new events; (events settled, the header of `end`)."""
         raw_logs, headers = await self._complete_logs(start, end)
-        settled = 0
-        # One transaction's events are applied together: if one of them is unexpected, none
-        # is (a stolen batch's lines and its BatchExecuted all become anomalies).
-        stored: list[list[ChainEvent]] = []
+        rows = []
         for raw in sorted(
             raw_logs, key=lambda x: (int(x["blockNumber"], 16), int(x["logIndex"], 16))
         ):
@@ -278,36 +331,82 @@ class ChainSync:
             decoded = self.decoder.decode_raw(raw)
             if decoded is None:
                 continue
-            name, args = decoded
             number = int(raw["blockNumber"], 16)
-            event_id = await session.scalar(
-                insert(ChainEvent)
-                .values(
-                    chain_id=self.chain_id,
-                    contract=self.contract,
-                    block_number=number,
-                    block_hash=raw["blockHash"],
-                    block_timestamp=int(headers[number]["timestamp"], 16),
-                    tx_hash=raw["transactionHash"],
-                    log_index=int(raw["logIndex"], 16),
-                    name=name,
-                    args=args,
-                )
-                .on_conflict_do_nothing()
-                .returning(ChainEvent.id)
+            rows.append(
+                {
+                    "chain_id": self.chain_id,
+                    "contract": self.contract,
+                    "block_number": number,
+                    "block_hash": raw["blockHash"],
+                    "block_timestamp": int(headers[number]["timestamp"], 16),
+                    "tx_hash": raw["transactionHash"],
+                    "log_index": int(raw["logIndex"], 16),
+                    "name": decoded[0],
+                    "args": decoded[1],
+                }
             )
-            if event_id is None:
-                continue  # already ingested and settled
-            event = await session.get(ChainEvent, event_id)
-            if event is None:
-                raise RuntimeError(f"chain event {event_id} vanished after its insert")
-            if stored and stored[-1][0].tx_hash == event.tx_hash:
-                stored[-1].append(event)
+        # One transaction's events are applied together: if one of them is unexpected, none
+        # is (a stolen batch's lines and its BatchExecuted all become anomalies).
+        groups: list[list[SettleEvent]] = []
+        for event in await store_events(session, rows):  # the new ones, in chain order
+            if groups and groups[-1][0].tx_hash == event.tx_hash:
+                groups[-1].append(event)
             else:
-                stored.append([event])
-        for group in stored:
-            settled += await self._apply_transaction(session, group)
+                groups.append([event])
+        settled = 0
+        i = 0
+        while i < len(groups):
+            j = i
+            while j < len(groups) and all(e.name in BULK_EVENTS for e in groups[j]):
+                j += 1
+            run = [e for group in groups[i:j] for e in group]
+            if len(run) >= self.bulk_min_events and await self._apply_bulk(session, run):
+                settled += len(run)
+            else:
+                for group in groups[i : max(j, i + 1)]:
+                    settled += await self._apply_transaction(
+                        session, [await self._stored(session, e.id) for e in group]
+                    )
+            i = max(j, i + 1)
         return settled, headers[end]
+
+    @staticmethod
+    async def _stored(session: AsyncSession, event_id: int) -> ChainEvent:
+        event = await session.get(ChainEvent, event_id)
+        if event is None:
+            raise RuntimeError(f"chain event {event_id} vanished after its insert")
+        return event
+
+    async def _apply_bulk(self, session: AsyncSession, run: list[SettleEvent]) -> bool:
+        """Settle a run of registrations and retopups in bulk (`backend.ledger.bulk`); False
+        (nothing written) if the run holds an event the ledger did not expect: the caller then
+        settles it event by event, which records the anomaly."""
+        try:
+            async with session.begin_nested():
+                await bulk.settle_run(session, run)
+        except BulkRefused as exc:
+            BULK_FALLBACKS.inc()
+            log.warning(
+                "bulk settlement refused a run; settling it event by event",
+                events=len(run),
+                first_block=run[0].block_number,
+                error=str(exc),
+            )
+            return False
+        await session.execute(
+            update(ChainEvent)
+            .where(ChainEvent.id.in_([e.id for e in run]))
+            .values(processed_at=datetime.now(UTC))
+        )
+        for event in run:
+            EVENTS_SETTLED.labels(event.name).inc()
+        log.info(
+            "events settled in bulk",
+            events=len(run),
+            first_block=run[0].block_number,
+            last_block=run[-1].block_number,
+        )
+        return True
 
     async def _apply_transaction(self, session: AsyncSession, events: list[ChainEvent]) -> int:
         """Apply one transaction's new events in a savepoint; an unexpected one turns them

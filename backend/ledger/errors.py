@@ -17,3 +17,8 @@ class UnexpectedEvent(LedgerError):
         self.event_name = event_name
         self.event_id = event_id
         self.reason = reason
+
+
+class BulkRefused(LedgerError):
+    """The bulk path found an event of its run the ledger cannot settle; nothing of the run is
+    written, and the caller settles it event by event (which records the anomaly)."""
