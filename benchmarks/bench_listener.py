@@ -9,10 +9,12 @@ them), a migrated and seeded database of its own (dropped at the end).
 Measured, each over the same block range:
   * getLogs   — `eth_getLogs` through the raw client (`backend.chain.rpc`) in adaptive spans:
                 the floor any backfill stands on;
-  * raw       — the same logs decoded and stored in `chain_events` (multi-row inserts), no
-                ledger work: ingest only;
+  * raw       — the same logs decoded and stored in `chain_events` by the listener's
+                `store_events` (one statement per 5,000 logs), no ledger work: ingest only;
   * ledger    — the listener's `sync_once` from an empty ledger: each registration stored,
-                placed, its reward lines written, balances moved (per-event path).
+                placed, its reward lines written, balances moved — in bulk
+                (`backend.ledger.bulk`), as a backfill runs; `--per-event` measures the
+                per-event path (live mode's) instead.
 
 The last line reads `raw_events_per_s=N registrations_per_s=N getlogs_events_per_s=N`.
 TEST-ONLY keys: Anvil's public dev keys; nothing here touches a real chain.
@@ -35,7 +37,7 @@ import asyncpg  # noqa: E402
 from eth_account import Account  # noqa: E402
 from eth_account.signers.local import LocalAccount  # noqa: E402
 from rich.progress import Progress  # noqa: E402
-from sqlalchemy import insert, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 from web3 import AsyncHTTPProvider, AsyncWeb3, Web3  # noqa: E402
 
 from backend.chain.events import EventDecoder  # noqa: E402
@@ -44,10 +46,9 @@ from backend.chain.typed_data import Domain, full_message  # noqa: E402
 from backend.core.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from backend.core.wiring import current_plan  # noqa: E402
 from backend.ledger.genesis import seed  # noqa: E402
-from backend.models import ChainEvent  # noqa: E402
 from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
 from devtools.deploy import deploy_autopool  # noqa: E402
-from listener.sync import ChainSync  # noqa: E402
+from listener.sync import ChainSync, store_events  # noqa: E402
 
 ADMIN_DSN = os.environ.get("AUTOPOOL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -102,7 +103,7 @@ def register_all(w3: Web3, contract: object, count: int, company: str) -> None:
 
 
 async def measure(
-    db_url: str, rpc_url: str, contract: str, company: str, head: int
+    db_url: str, rpc_url: str, contract: str, company: str, head: int, per_event: bool
 ) -> dict[str, float]:
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
@@ -140,12 +141,20 @@ async def measure(
                 }
             )
         async with unit_of_work(sessions) as s:
-            await s.execute(insert(ChainEvent), rows)
+            await store_events(s, rows)
         figures["raw_s"] = time.perf_counter() - started
         async with unit_of_work(sessions) as s:
             await s.execute(text("DELETE FROM chain_events"))  # nothing refers to them yet
 
-        sync = ChainSync(sessions, w3, 31337, contract, confirmations=0, rpc=rpc)
+        sync = ChainSync(
+            sessions,
+            w3,
+            31337,
+            contract,
+            confirmations=0,
+            rpc=rpc,
+            bulk_min_events=10**12 if per_event else 32,
+        )
         started = time.perf_counter()
         await sync.sync_once()
         figures["ledger_s"] = time.perf_counter() - started
@@ -158,6 +167,9 @@ async def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registrations", type=int, default=2_000)
+    parser.add_argument(
+        "--per-event", action="store_true", help="settle event by event (live mode's path)"
+    )
     args = parser.parse_args()
 
     db_name = f"autopool_bench_listener_{os.getpid()}"
@@ -197,7 +209,7 @@ def main() -> None:
             capture_output=True,
         )
         head = w3.eth.block_number
-        f = asyncio.run(measure(db_url, anvil.rpc_url, pool.address, company, head))
+        f = asyncio.run(measure(db_url, anvil.rpc_url, pool.address, company, head, args.per_event))
         events = f["events"]
         getlogs = events / f["getlogs_s"]
         raw = events / f["raw_s"]
@@ -209,7 +221,8 @@ def main() -> None:
             f"({raw / getlogs:.2f}x getLogs)"
         )
         print(
-            f"full ledger (per event): {f['ledger_s']:.2f} s  {regs:,.0f} registrations/s  "
+            f"full ledger ({'per event' if args.per_event else 'bulk'}): {f['ledger_s']:.2f} s  "
+            f"{regs:,.0f} registrations/s  "
             f"({regs / getlogs:.3f}x getLogs)"
         )
         print(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -26,11 +28,45 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# Static one-word types read straight off the hex (every event of the contract has only
+# these); anything else goes through eth-abi.
+_WORD_TYPE = re.compile(r"^(address|bool|bytes32|uint(\d*))$")
+_ZERO_PAD = "0" * 24
+
+
+@lru_cache(maxsize=65_536)
+def _checksum(address_hex: str) -> str:
+    """EIP-55 form of a 40-hex-digit address (cached: a run sees the same sponsors again)."""
+    return to_checksum_address("0x" + address_hex)
+
+
 @dataclass(frozen=True)
 class _EventSpec:
     name: str
     inputs: tuple[tuple[str, str, bool], ...]  # (name, ABI type, indexed)
     data_types: tuple[str, ...]
+    words: tuple[tuple[str, str, bool, int, int], ...] | None = None
+    """(name, type, indexed, position, bits) per input when every input is one static word."""
+
+
+def _word_layout(
+    inputs: tuple[tuple[str, str, bool], ...],
+) -> tuple[tuple[str, str, bool, int, int], ...] | None:
+    layout = []
+    data_at, topic_at = 0, 1
+    for name, typ, indexed in inputs:
+        match = _WORD_TYPE.match(typ)
+        if match is None:
+            return None
+        bits = int(match.group(2) or 256) if typ.startswith("uint") else 0
+        kind = "uint" if typ.startswith("uint") else typ
+        if indexed:
+            layout.append((name, kind, True, topic_at, bits))
+            topic_at += 1
+        else:
+            layout.append((name, kind, False, data_at, bits))
+            data_at += 1
+    return tuple(layout)
 
 
 class EventDecoder:
@@ -52,7 +88,10 @@ class EventDecoder:
             self.by_topic[topic] = item["name"]
             inputs = tuple((i["name"], i["type"], bool(i["indexed"])) for i in item["inputs"])
             self._specs["0x" + topic.hex()] = _EventSpec(
-                item["name"], inputs, tuple(t for _, t, indexed in inputs if not indexed)
+                item["name"],
+                inputs,
+                tuple(t for _, t, indexed in inputs if not indexed),
+                _word_layout(inputs),
             )
 
     def decode_raw(self, raw: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -63,6 +102,10 @@ class EventDecoder:
         spec = self._specs.get(topics[0].lower())
         if spec is None:
             return None
+        if spec.words is not None:
+            fast = self._decode_words(spec, topics, raw["data"])
+            if fast is not None:
+                return spec.name, fast
         data = iter(abi_decode(spec.data_types, bytes.fromhex(raw["data"][2:])))
         indexed = iter(topics[1:])
         args: dict[str, Any] = {}
@@ -75,6 +118,39 @@ class EventDecoder:
                 value = to_checksum_address(value)
             args[name] = _json_safe(value)
         return spec.name, args
+
+    @staticmethod
+    def _decode_words(spec: _EventSpec, topics: list[str], data_hex: str) -> dict[str, Any] | None:
+        """The args of a log whose inputs are all one-word static types, read off the hex;
+        None when anything is not canonical (eth-abi then decides, and raises if it must)."""
+        assert spec.words is not None
+        data = data_hex[2:]
+        if len(data) != 64 * len(spec.data_types) or len(topics) != 1 + len(spec.inputs) - len(
+            spec.data_types
+        ):
+            return None
+        args: dict[str, Any] = {}
+        for name, kind, indexed, at, bits in spec.words:
+            word = topics[at][2:] if indexed else data[64 * at : 64 * at + 64]
+            if len(word) != 64:
+                return None
+            if kind == "address":
+                if word[:24] != _ZERO_PAD:
+                    return None
+                args[name] = _checksum(word[24:].lower())
+            elif kind == "bytes32":
+                args[name] = "0x" + word.lower()
+            else:
+                value = int(word, 16)
+                if kind == "bool":
+                    if value > 1:
+                        return None
+                    args[name] = value == 1
+                elif value >> bits:
+                    return None
+                else:
+                    args[name] = str(value)
+        return args
 
     def decode(self, log: LogReceipt) -> tuple[str, dict[str, Any]] | None:
         """(event name, args) for a log of the contract; None for an unknown topic."""

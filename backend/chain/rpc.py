@@ -31,6 +31,14 @@ class RpcError(Exception):
     kind = "bad-response"
 
 
+class _Retry(Exception):
+    """A JSON-RPC reply that is a rate limit: try again (carries the typed error)."""
+
+    def __init__(self, error: RpcError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class RateLimited(RpcError):
     kind = "rate-limited"
 
@@ -173,11 +181,63 @@ class RpcClient:
         return self._session
 
     async def call(self, method: str, params: list[Any], *, url: str | None = None) -> Any:
+        self._id += 1
+        body = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": params}
+        return await self._exchange(body, method, url, self._result)
+
+    async def call_batch(
+        self, method: str, params: Sequence[list[Any]], *, size: int = 100, concurrency: int = 4
+    ) -> list[Any]:
+        """`method` with each of `params`, as JSON-RPC batches of `size` calls (`concurrency`
+        batches in flight); the results in order. One HTTP round trip per batch instead of
+        one per call; any call's error fails the batch (rate limits are retried, as `call`)."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(chunk: Sequence[list[Any]]) -> list[Any]:
+            first = self._id + 1
+            self._id += len(chunk)
+            body = [
+                {"jsonrpc": "2.0", "id": first + i, "method": method, "params": p}
+                for i, p in enumerate(chunk)
+            ]
+
+            def results(reply: Any) -> list[Any]:
+                if not isinstance(reply, list) or len(reply) != len(chunk):
+                    RPC_ERRORS.labels(RpcError.kind).inc()
+                    raise RpcError(f"not a JSON-RPC batch reply: {str(reply)[:200]}")
+                by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
+                return [self._result(by_id.get(first + i)) for i in range(len(chunk))]
+
+            async with gate:
+                out: list[Any] = await self._exchange(body, method, None, results)
+                return out
+
+        chunks = [params[i : i + size] for i in range(0, len(params), size)]
+        done = await asyncio.gather(*(one(c) for c in chunks))
+        return [result for chunk in done for result in chunk]
+
+    @staticmethod
+    def _result(reply: Any) -> Any:
+        """The result of one JSON-RPC reply; a rate-limit error is raised as `_Retry`."""
+        if not isinstance(reply, dict):
+            RPC_ERRORS.labels(RpcError.kind).inc()
+            raise RpcError(f"not a JSON-RPC reply: {str(reply)[:200]}")
+        if "error" not in reply:
+            return reply.get("result")
+        error = classify(reply["error"])
+        if isinstance(error, RateLimited):
+            raise _Retry(error)
+        RPC_ERRORS.labels(error.kind).inc()
+        raise error
+
+    async def _exchange(
+        self, body: Any, what: str, url: str | None, read: Callable[[Any], Any]
+    ) -> Any:
+        """POST `body` and `read` the reply, retrying transport failures, timeouts and rate
+        limits with backoff and failover (to the next URL, unless `url` pins one)."""
         last: RpcError = RpcError("no attempt made")
         for attempt in range(self.attempts):
             target = url or self.urls[self._current % len(self.urls)]
-            self._id += 1
-            body = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": params}
             try:
                 async with self._http().post(target, json=body) as r:
                     if r.status == 429:
@@ -186,22 +246,16 @@ class RpcClient:
                         raise Unavailable(f"HTTP {r.status} from {target}")
                     reply = await r.json(content_type=None)
             except TimeoutError as exc:
-                last = RpcTimeout(f"{method} to {target}: {exc or 'timed out'}")
+                last = RpcTimeout(f"{what} to {target}: {exc or 'timed out'}")
             except aiohttp.ClientError as exc:
-                last = Unavailable(f"{method} to {target}: {exc}")
+                last = Unavailable(f"{what} to {target}: {exc}")
             except (RateLimited, Unavailable) as exc:
                 last = exc
             else:
-                if not isinstance(reply, dict):
-                    RPC_ERRORS.labels(RpcError.kind).inc()
-                    raise RpcError(f"not a JSON-RPC reply: {str(reply)[:200]}")
-                if "error" not in reply:
-                    return reply.get("result")
-                error = classify(reply["error"])
-                if not isinstance(error, RateLimited):
-                    RPC_ERRORS.labels(error.kind).inc()
-                    raise error
-                last = error
+                try:
+                    return read(reply)  # a JSON-RPC error other than a rate limit raises
+                except _Retry as exc:
+                    last = exc.error
             RPC_ERRORS.labels(last.kind).inc()
             if url is None:
                 self._current += 1  # fail over to the next URL
@@ -235,18 +289,14 @@ class RpcClient:
                 return logs
         return []
 
-    async def headers(self, start: int, end: int, concurrency: int = 16) -> list[dict[str, Any]]:
-        """The headers of blocks [start, end], in order (`concurrency` requests in flight)."""
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(number: int) -> dict[str, Any]:
-            async with gate:
-                header = await self.call("eth_getBlockByNumber", [hex(number), False])
+    async def headers(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The headers of blocks [start, end], in order (JSON-RPC batches)."""
+        numbers = range(start, end + 1)
+        found = await self.call_batch("eth_getBlockByNumber", [[hex(n), False] for n in numbers])
+        for number, header in zip(numbers, found, strict=True):
             if not isinstance(header, dict):
                 raise RpcError(f"no block {number}")
-            return header
-
-        return list(await asyncio.gather(*(one(n) for n in range(start, end + 1))))
+        return found
 
     async def logs_in_ranges(
         self, address: str, start: int, end: int, ranges: AdaptiveRange, ahead: int = 4

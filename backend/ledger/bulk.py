@@ -12,9 +12,10 @@ far too slow for a backfill. Here a run of consecutive `RegistrationAccepted` /
 2. **settle** every event in memory, in order, through the same engine steps
    (`backend.plan.engine`) with the same views the per-event path builds, mirroring each of
    its writes on in-memory rows (a reserve flip moves the lines it would update);
-3. **write** the rows: new rows by COPY with ids drawn from the tables' sequences in the order
-   the per-event path would have drawn them, changed rows by one `UPDATE … FROM unnest(…)` per
-   table, balances by one statement.
+3. **write** the rows: new rows by COPY, in the order the per-event path inserts them (so the
+   ids their sequences give row by row are the same; a new participant's id is drawn up front,
+   as the run needs it), changed rows by one `UPDATE … FROM unnest(…)` per table, balances by
+   one statement.
 
 The result is the per-event path's ledger, row for row and id for id
 (tests/ledger/test_bulk_settlement.py proves it on random runs of every plan shape). Anything
@@ -726,15 +727,6 @@ class BulkSettlement:
                     "retop": [u.has_retopup for u in changed],
                 },
             )
-        if self._balance_rows:
-            await s.execute(
-                text(
-                    "INSERT INTO user_balances (user_id, pending, held, reserved, batched, "
-                    "claimable, paid, reinvested) SELECT u, 0, 0, 0, 0, 0, 0, 0 "
-                    "FROM unnest(CAST(:u AS bigint[])) AS u ON CONFLICT DO NOTHING"
-                ),
-                {"u": self._balance_rows},
-            )
         await self._write_leases()
         payloads = [p for p in self.payloads.values() if p.dirty]
         if payloads:
@@ -759,15 +751,14 @@ class BulkSettlement:
         await self._write_balances()
 
     async def _write_leases(self) -> None:
-        ids = await self._ids("slot_leases", len(self.new_leases))
         await self._copy(
             "slot_leases",
-            ("id", "level", "slot", "user_id", "referrer_id", "transaction_id", "deadline",
+            ("level", "slot", "user_id", "referrer_id", "transaction_id", "deadline",
              "status", "created_at"),
             [
-                (i, 1, x.slot, x.user_id, x.referrer_id, x.transaction_id, x.deadline, x.status,
+                (1, x.slot, x.user_id, x.referrer_id, x.transaction_id, x.deadline, x.status,
                  self.now)
-                for i, x in zip(ids, self.new_leases, strict=True)
+                for x in self.new_leases
             ],
         )  # fmt: skip
         dirty = [x for x in self.leases.values() if x.id is not None and x.dirty]
@@ -788,15 +779,14 @@ class BulkSettlement:
             )
 
     async def _write_placements(self) -> None:
-        ids = await self._ids("placements", len(self.new_placements))
         await self._copy(
             "placements",
-            ("id", "user_id", "level", "slot", "amount", "source", "status", "plan_hash",
+            ("user_id", "level", "slot", "amount", "source", "status", "plan_hash",
              "transaction_id", "chain_event_id", "created_at"),
             [
-                (i, p.user_id, p.level, p.slot, p.amount, p.source, p.status, p.plan_hash,
+                (p.user_id, p.level, p.slot, p.amount, p.source, p.status, p.plan_hash,
                  p.transaction_id, p.chain_event_id, self.now)
-                for i, p in zip(ids, self.new_placements, strict=True)
+                for p in self.new_placements
             ],
         )  # fmt: skip
         dirty = [p for p in self.placements.values() if p.id is not None and p.dirty]
@@ -835,13 +825,12 @@ class BulkSettlement:
             )
 
     async def _write_nodes(self) -> None:
-        ids = await self._ids("pool_nodes", len(self.new_nodes))
         await self._copy(
             "pool_nodes",
-            ("id", "level", "slot", "user_id", "filled", "reserved", "completed", "created_at"),
+            ("level", "slot", "user_id", "filled", "reserved", "completed", "created_at"),
             [
-                (i, n.level, n.slot, n.user_id, n.filled, n.reserved, n.completed, self.now)
-                for i, n in zip(ids, self.new_nodes, strict=True)
+                (n.level, n.slot, n.user_id, n.filled, n.reserved, n.completed, self.now)
+                for n in self.new_nodes
             ],
         )
         dirty = [n for n in self.nodes.values() if n is not None and n.id is not None and n.dirty]
@@ -862,15 +851,14 @@ class BulkSettlement:
             )
 
     async def _write_rewards(self) -> None:
-        ids = await self._ids("rewards", len(self.lines))
         await self._copy(
             "rewards",
-            ("id", "chain_event_id", "line_no", "user_id", "amount", "kind", "status", "level",
+            ("chain_event_id", "line_no", "user_id", "amount", "kind", "status", "level",
              "earner_slot", "generation", "reason", "source", "plan_hash", "created_at"),
             [
-                (i, r.chain_event_id, r.line_no, r.user_id, r.amount, r.kind, r.status, r.level,
+                (r.chain_event_id, r.line_no, r.user_id, r.amount, r.kind, r.status, r.level,
                  r.earner_slot, r.generation, r.reason, r.source, r.plan_hash, self.now)
-                for i, r in zip(ids, self.lines, strict=True)
+                for r in self.lines
             ],
         )  # fmt: skip
         if self.flipped:
@@ -881,33 +869,33 @@ class BulkSettlement:
                 ),
                 {"id": [r.id for r in self.flipped], "status": [r.status for r in self.flipped]},
             )
-        ids = await self._ids("retopups", len(self.retopups))
         await self._copy(
             "retopups",
-            ("id", "user_id", "amount", "nonce", "plan_hash", "chain_event_id", "created_at"),
-            [(i, *r, self.now) for i, r in zip(ids, self.retopups, strict=True)],
+            ("user_id", "amount", "nonce", "plan_hash", "chain_event_id", "created_at"),
+            [(*r, self.now) for r in self.retopups],
         )
 
     async def _write_balances(self) -> None:
-        changed = {
-            user_id: {c: d for c, d in by_status.items() if d and c in BALANCE_COLUMNS}
-            for user_id, by_status in self.deltas.items()
-        }
-        rows = sorted((u, d) for u, d in changed.items() if d)
+        """Every balance delta of the run, and a zero row for each participant it activated
+        (as `ensure_user` inserts one), in one upsert, in user order."""
+        columns = BALANCE_COLUMNS  # identifiers from the RewardStatus enum, not input
+        rows: dict[int, dict[str, int]] = {u: {} for u in self._balance_rows}
+        for user_id, by_status in self.deltas.items():
+            moved = {c: d for c, d in by_status.items() if d and c in columns}
+            if moved:
+                rows[user_id] = moved
         if not rows:
             return
-        columns = BALANCE_COLUMNS  # identifiers from the RewardStatus enum, not input
-        sets = ", ".join(f"{c} = b.{c} + v.{c}" for c in columns)
+        order = sorted(rows)
+        sets = ", ".join(f"{c} = b.{c} + excluded.{c}" for c in columns)
         arrays = ", ".join(f"CAST(:{c} AS numeric[])" for c in columns)
         await self.session.execute(
             text(
-                f"UPDATE user_balances b SET {sets} FROM unnest(CAST(:u AS bigint[]), {arrays}) "  # noqa: S608
-                f"AS v(user_id, {', '.join(columns)}) WHERE b.user_id = v.user_id"
+                f"INSERT INTO user_balances AS b (user_id, {', '.join(columns)}) "  # noqa: S608
+                f"SELECT * FROM unnest(CAST(:u AS bigint[]), {arrays}) "
+                f"ON CONFLICT (user_id) DO UPDATE SET {sets}"
             ),
-            {
-                "u": [u for u, _ in rows],
-                **{c: [str(d.get(c, 0)) for _, d in rows] for c in columns},
-            },
+            {"u": order, **{c: [rows[u].get(c, 0) for u in order] for c in columns}},
         )
 
     # -- the run --------------------------------------------------------------------------

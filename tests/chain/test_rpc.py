@@ -145,7 +145,7 @@ class FaultProxy:
         if self.seen % round(1 / self.fail_rate) == 0:
             self.calls["failed"] += 1
             return web.Response(status=503, text="upstream busy")
-        if body["method"] == "eth_getLogs":
+        if isinstance(body, dict) and body["method"] == "eth_getLogs":
             q = body["params"][0]
             start, end = int(q["fromBlock"], 16), int(q["toBlock"], 16)
             if end - start + 1 > self.max_span:
@@ -228,3 +228,22 @@ async def test_an_endpoint_that_never_answers_is_a_typed_error_after_the_retries
             await client.block_number()
     finally:
         await client.aclose()
+
+
+async def test_headers_come_in_batches_in_order_through_a_faulty_provider(
+    w3: Web3, proxy: tuple[FaultProxy, str]
+) -> None:
+    fault, url = proxy
+    mine(w3, 250)
+    head = w3.eth.block_number
+    client = RpcClient([url], backoff=0.01, attempts=12)
+    try:
+        headers = await client.headers(0, head)
+        with pytest.raises(RpcError, match="no block"):
+            await client.headers(head, head + 1)  # a block the node does not have
+    finally:
+        await client.aclose()
+    assert [int(h["number"], 16) for h in headers] == list(range(head + 1))
+    assert headers[-1]["hash"] == w3.eth.get_block(head)["hash"].to_0x_hex()
+    # 100 headers a request, so a few requests (some failed and retried), not one per block
+    assert fault.calls["forwarded"] <= 6 and fault.calls["failed"] > 0, fault.calls

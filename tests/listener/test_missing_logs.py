@@ -50,8 +50,10 @@ async def lossy(anvil: AnvilNode) -> AsyncIterator[LossyProvider]:
         async with upstream.post(anvil.rpc_url, json=body) as r:
             reply = await r.json(content_type=None)
         ranged = (
-            body.get("method") == "eth_getLogs"
+            isinstance(body, dict)
+            and body.get("method") == "eth_getLogs"
             and "blockHash" not in body["params"][0]
+            and isinstance(reply, dict)
             and isinstance(reply.get("result"), list)
         )
         if ranged:
