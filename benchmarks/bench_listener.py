@@ -153,7 +153,7 @@ async def measure(
             contract,
             confirmations=0,
             rpc=rpc,
-            bulk_min_events=10**12 if per_event else 32,
+            bulk_min_events=10**12 if per_event else 2,
         )
         started = time.perf_counter()
         await sync.sync_once()

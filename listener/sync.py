@@ -17,6 +17,7 @@ the cursor's is refused, so one that lost its lock without knowing cannot commit
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -135,7 +136,7 @@ class ChainSync:
         finality: str = "depth",
         generation: int | None = None,
         rpc: RpcClient | None = None,
-        bulk_min_events: int = 32,
+        bulk_min_events: int = 2,
     ) -> None:
         self.sessions = sessions
         self.w3 = w3
@@ -153,8 +154,8 @@ class ChainSync:
         self.ranges = AdaptiveRange(maximum=max_range)
         self.decoder = EventDecoder(w3, self.contract)
         self.sync_id = f"{chain_id}:{self.contract}"
-        # Runs of at least this many registrations/retopups are settled in bulk (a backfill);
-        # shorter ones (live mode) event by event.
+        # Runs of at least this many registrations/retopups are settled in bulk (a backfill, a
+        # busy block); a lone one event by event, as is any run the bulk path refuses.
         self.bulk_min_events = bulk_min_events
 
     async def cursor_row(self, session: AsyncSession) -> BlockchainSync:
@@ -296,11 +297,14 @@ class ChainSync:
         to be complete: a block whose `logsBloom` says the contract may have logged, but of
         which the range returned nothing, is asked again by hash (of every RPC URL) before the
         cursor moves past it. Returns the logs and each block's header (raw JSON-RPC)."""
-        raw_logs = await self.rpc.logs_in_ranges(self.contract, start, end, self.ranges)
+        raw_logs, range_headers = await asyncio.gather(
+            self.rpc.logs_in_ranges(self.contract, start, end, self.ranges),
+            self.rpc.headers(start, end),
+        )
         headers: dict[int, dict[str, Any]] = {}
         seen = {int(x["blockNumber"], 16) for x in raw_logs}
         address = bytes.fromhex(self.contract[2:])
-        for header in await self.rpc.headers(start, end):
+        for header in range_headers:
             number = int(header["number"], 16)
             headers[number] = header
             if number in seen or not bloom_may_contain(header["logsBloom"], address):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 from eth_utils import keccak
 from prometheus_client import Counter
 
@@ -244,7 +245,7 @@ class RpcClient:
                         raise RateLimited(f"HTTP 429 from {target}")
                     if r.status >= 500:
                         raise Unavailable(f"HTTP {r.status} from {target}")
-                    reply = await r.json(content_type=None)
+                    reply = await r.json(content_type=None, loads=orjson.loads)
             except TimeoutError as exc:
                 last = RpcTimeout(f"{what} to {target}: {exc or 'timed out'}")
             except aiohttp.ClientError as exc:

@@ -59,8 +59,9 @@ class Settings(BaseSettings):
     listener_ws_url: str = ""
     listener_batch_blocks: int = 2_000
     # A run of at least this many consecutive registrations/retopups in one range is settled
-    # in bulk (backend.ledger.bulk: a backfill); shorter runs event by event (live mode).
-    listener_bulk_min_events: int = Field(default=32, ge=1)
+    # in bulk (backend.ledger.bulk: a backfill, or a busy block); a lone event goes event by
+    # event (the bulk path's fixed reads cost about what one event's statements do).
+    listener_bulk_min_events: int = Field(default=2, ge=1)
     # Which blocks are final: "tag" asks the node (`finalized`: BSC's fast finality, any
     # post-merge chain); "depth" counts `confirmations` below the head (the devnet and tests).
     listener_finality: Literal["depth", "tag"] = "depth"

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.events import STAFF, publish, user_channel
+from backend.core.events import PUBLISHER, STAFF, publish, user_channel
 from backend.ledger.errors import BulkRefused
 from backend.models import (
     LeaseStatus,
@@ -652,6 +652,8 @@ class BulkSettlement:
     def _announce(self, event: SettleEvent, registered: int | None) -> None:
         """`backend.ledger.notify.announce`, with each line's status as it is at this event's
         end (a later event of the run may flip it, as it would after the per-event commit)."""
+        if self.session.info.get(PUBLISHER) is None:
+            return  # a process that announces nothing (publish would drop them)
         a = event.args
         where = {"block": event.block_number, "txHash": event.tx_hash}
         if registered is not None:
