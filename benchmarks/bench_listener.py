@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -44,71 +46,124 @@ from backend.chain.events import EventDecoder  # noqa: E402
 from backend.chain.rpc import AdaptiveRange, RpcClient  # noqa: E402
 from backend.chain.typed_data import Domain, full_message  # noqa: E402
 from backend.core.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from backend.core.settings import Settings  # noqa: E402
 from backend.core.wiring import current_plan  # noqa: E402
 from backend.ledger.genesis import seed  # noqa: E402
 from devtools.anvil import DEV_PRIVATE_KEYS, start_anvil  # noqa: E402
 from devtools.deploy import deploy_autopool  # noqa: E402
+from listener.main import _sync_loop, watch_heads  # noqa: E402
 from listener.sync import ChainSync, store_events  # noqa: E402
 
 ADMIN_DSN = os.environ.get("AUTOPOOL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def register_all(w3: Web3, contract: object, count: int, company: str) -> None:
-    """`count` registrations in slots 1..count, each sent by its own wallet (automine)."""
-    pool = contract  # a web3 Contract
-    plan = current_plan()
-    signer_key = DEV_PRIVATE_KEYS[1]
-    domain = Domain(w3.eth.chain_id, pool.address)  # type: ignore[attr-defined]
-    price = int(plan.level_prices[0])
-    deadline = int(w3.eth.get_block("latest")["timestamp"]) + 10 * 86_400
-    gas_price = w3.eth.gas_price
+class Registrar:
+    """Sends registrations into given level-1 slots, each by a new funded wallet (automine)."""
+
+    def __init__(self, w3: Web3, contract: Any, company: str) -> None:
+        self.w3, self.pool, self.company = w3, contract, company
+        self.plan = current_plan()
+        self.domain = Domain(w3.eth.chain_id, contract.address)
+        self.price = int(self.plan.level_prices[0])
+        self.deadline = int(w3.eth.get_block("latest")["timestamp"]) + 10 * 86_400
+        self.gas_price = w3.eth.gas_price
+
+    def send(self, slot: int) -> str:
+        """Register a new wallet in `slot` (nonce = slot); the transaction hash."""
+        wallet: LocalAccount = Account.create()
+        self.w3.provider.make_request(  # type: ignore[arg-type]
+            "anvil_setBalance", [wallet.address, hex(self.price + 10**18)]
+        )
+        msg = {
+            "user": wallet.address,
+            "referrer": self.company,
+            "slot": slot,
+            "amount": self.price,
+            "planHash": self.plan.plan_hash(),
+            "nonce": slot,
+            "deadline": self.deadline,
+        }
+        doc = full_message(self.domain, "Registration", msg)
+        signature = Account.sign_typed_data(DEV_PRIVATE_KEYS[1], full_message=doc).signature
+        fields = ("user", "referrer", "slot", "amount", "planHash", "nonce", "deadline")
+        call = self.pool.functions.register(tuple(msg[k] for k in fields), signature)
+        tx = call.build_transaction(
+            {
+                "from": wallet.address,
+                "value": self.price,
+                "nonce": 0,
+                "gas": 200_000,
+                "gasPrice": self.gas_price,
+                "chainId": self.w3.eth.chain_id,
+            }
+        )
+        sent = self.w3.eth.send_raw_transaction(wallet.sign_transaction(tx).raw_transaction)
+        return "0x" + bytes(sent).hex()
+
+
+def register_all(registrar: Registrar, count: int) -> None:
+    """`count` registrations in slots 1..count."""
     with Progress(transient=True) as progress:
         task = progress.add_task("registering on Anvil", total=count)
         for slot in range(1, count + 1):
-            wallet: LocalAccount = Account.create()
-            w3.provider.make_request(  # type: ignore[arg-type]
-                "anvil_setBalance", [wallet.address, hex(price + 10**18)]
-            )
-            msg = {
-                "user": wallet.address,
-                "referrer": company,
-                "slot": slot,
-                "amount": price,
-                "planHash": plan.plan_hash(),
-                "nonce": slot,
-                "deadline": deadline,
-            }
-            doc = full_message(domain, "Registration", msg)
-            signature = Account.sign_typed_data(signer_key, full_message=doc).signature
-            call = pool.functions.register(  # type: ignore[attr-defined]
-                tuple(
-                    msg[k]
-                    for k in ("user", "referrer", "slot", "amount", "planHash", "nonce", "deadline")
-                ),
-                signature,
-            )
-            tx = call.build_transaction(
-                {
-                    "from": wallet.address,
-                    "value": price,
-                    "nonce": 0,
-                    "gas": 200_000,
-                    "gasPrice": gas_price,
-                    "chainId": w3.eth.chain_id,
-                }
-            )
-            w3.eth.send_raw_transaction(wallet.sign_transaction(tx).raw_transaction)
+            registrar.send(slot)
             progress.advance(task)
-    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    registrar.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+async def live_latencies(
+    sync: ChainSync, registrar: Registrar, first_slot: int, count: int, ws_url: str | None
+) -> list[float]:
+    """Seconds from each registration's block (final at once: confirmations 0) to its ledger
+    row, with the listener's own live loop running: polling (every
+    `listener_poll_seconds`, the default), plus newHeads over WebSocket when `ws_url` is
+    given."""
+    stop, wake = asyncio.Event(), asyncio.Event()
+    settings = Settings.model_construct()  # the default poll interval
+    tasks = [asyncio.create_task(_sync_loop(sync, settings, stop, wake))]
+    if ws_url:
+        tasks.append(asyncio.create_task(watch_heads(ws_url, wake, stop)))
+        await asyncio.sleep(1.0)  # subscribed
+    out = []
+    try:
+        for slot in range(first_slot, first_slot + count):
+            tx_hash = await asyncio.to_thread(registrar.send, slot)  # mined (automine)
+            mined = time.perf_counter()
+            while True:
+                async with sync.sessions() as s:
+                    done = await s.scalar(
+                        text(
+                            "SELECT processed_at IS NOT NULL FROM chain_events WHERE tx_hash = :t"
+                        ),
+                        {"t": tx_hash},
+                    )
+                if done:
+                    out.append(time.perf_counter() - mined)
+                    break
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.3)  # registrations spread in time, as live traffic
+    finally:
+        stop.set()
+        for task in tasks[1:]:
+            task.cancel()  # the subscription ends when cancelled, as listener.main.run does
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return out
 
 
 async def measure(
-    db_url: str, rpc_url: str, contract: str, company: str, head: int, per_event: bool
-) -> dict[str, float]:
+    db_url: str,
+    rpc_url: str,
+    registrar: Registrar,
+    head: int,
+    per_event: bool,
+    registrations: int,
+    live: int,
+) -> dict[str, Any]:
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     rpc = RpcClient([rpc_url])
-    figures: dict[str, float] = {}
+    figures: dict[str, Any] = {}
+    contract, company = registrar.pool.address, registrar.company
     try:
         async with unit_of_work(sessions) as s:
             await seed(s, company, current_plan())
@@ -158,6 +213,12 @@ async def measure(
         started = time.perf_counter()
         await sync.sync_once()
         figures["ledger_s"] = time.perf_counter() - started
+
+        first = registrations + 1
+        figures["live_ws"] = await live_latencies(
+            sync, registrar, first, live, rpc_url.replace("http://", "ws://")
+        )
+        figures["live_poll"] = await live_latencies(sync, registrar, first + live, live, None)
     finally:
         await rpc.aclose()
         await engine.dispose()
@@ -168,7 +229,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registrations", type=int, default=2_000)
     parser.add_argument(
-        "--per-event", action="store_true", help="settle event by event (live mode's path)"
+        "--per-event", action="store_true", help="settle event by event (a lone event's path)"
+    )
+    parser.add_argument(
+        "--live", type=int, default=20, help="registrations timed in live mode, per mode"
     )
     args = parser.parse_args()
 
@@ -196,8 +260,9 @@ def main() -> None:
             guardian=Account.from_key(guardian).address,
             outflow_cap=10**24,
         )
+        registrar = Registrar(w3, pool, company)
         started = time.perf_counter()
-        register_all(w3, pool, args.registrations, company)
+        register_all(registrar, args.registrations)
         took = time.perf_counter() - started
         print(f"{args.registrations:,} registrations on Anvil in {took:.1f} s")
         asyncio.run(admin(f'CREATE DATABASE "{db_name}"'))
@@ -209,7 +274,17 @@ def main() -> None:
             capture_output=True,
         )
         head = w3.eth.block_number
-        f = asyncio.run(measure(db_url, anvil.rpc_url, pool.address, company, head, args.per_event))
+        f = asyncio.run(
+            measure(
+                db_url,
+                anvil.rpc_url,
+                registrar,
+                head,
+                args.per_event,
+                args.registrations,
+                args.live,
+            )
+        )
         events = f["events"]
         getlogs = events / f["getlogs_s"]
         raw = events / f["raw_s"]
@@ -225,6 +300,13 @@ def main() -> None:
             f"{regs:,.0f} registrations/s  "
             f"({regs / getlogs:.3f}x getLogs)"
         )
+        poll = Settings.model_construct().listener_poll_seconds
+        for mode, key in (("newHeads", "live_ws"), (f"polling every {poll:g} s", "live_poll")):
+            waits = sorted(f[key])
+            print(
+                f"live ({mode}): {len(waits)} registrations, block final -> ledger row "
+                f"p50 {statistics.median(waits) * 1000:.0f} ms, max {waits[-1] * 1000:.0f} ms"
+            )
         print(
             f"raw_events_per_s={raw:.0f} registrations_per_s={regs:.0f} "
             f"getlogs_events_per_s={getlogs:.0f}"
