@@ -18,10 +18,10 @@ the cursor's is refused, so one that lost its lock without knowing cannot commit
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from eth_utils import function_signature_to_4byte_selector
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, text, update
@@ -99,7 +99,7 @@ async def store_events(
                 "x": [r["tx_hash"] for r in part],
                 "i": [r["log_index"] for r in part],
                 "n": [r["name"] for r in part],
-                "j": [json.dumps(r["args"]) for r in part],
+                "j": [orjson.dumps(r["args"]).decode() for r in part],
             },
         )
         ids = {(tx, index): int(id_) for id_, tx, index in result.all()}
