@@ -667,14 +667,14 @@ class BulkSettlement:
         for row in self._event_lines:
             by_status = sums.setdefault(row.user_id, {})
             by_status[row.status] = by_status.get(row.status, 0) + row.amount
-        for recipient, by_status in sums.items():
+        for recipient, by_status in sorted(sums.items()):  # as `rewards.lines_of_event`
             self.announcements.append(
                 (
                     user_channel(recipient),
                     "reward.created",
                     {
                         "event": event.name,
-                        "byStatus": {k: str(v) for k, v in by_status.items()},
+                        "byStatus": {k: str(v) for k, v in sorted(by_status.items())},
                         **where,
                     },
                 )

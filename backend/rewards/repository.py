@@ -158,5 +158,6 @@ async def lines_of_event(session: AsyncSession, chain_event_id: int) -> list[tup
         select(Reward.user_id, Reward.status, func.sum(Reward.amount))
         .where(Reward.chain_event_id == chain_event_id)
         .group_by(Reward.user_id, Reward.status)
+        .order_by(Reward.user_id, Reward.status)  # announced in participant order
     )
     return [(int(u), str(s), int(a)) for u, s, a in rows.all()]

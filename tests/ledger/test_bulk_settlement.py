@@ -7,16 +7,19 @@ at some of the run's blocks."""
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
 import pytest
 from eth_account import Account
+from redis.asyncio import Redis
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from web3 import Web3
 
-from backend.core.db import unit_of_work
+from backend.core.db import make_sessionmaker, unit_of_work
+from backend.core.events import PUBLISHER, wire_channel
 from backend.ledger.apply import apply_event
 from backend.ledger.bulk import SettleEvent, settle_run
 from backend.ledger.errors import BulkRefused
@@ -26,13 +29,16 @@ from backend.plan.config import PlanConfig
 from listener.sync import store_events
 from tests.fixtures.db import row_counts, truncate_all
 from tests.fixtures.ledger import ledger_rows_without_times, restore_tables, save_tables
+from tests.fixtures.services import TEST_REDIS_URL
 from tests.plan.conftest import CASCADE, DUSTY, PROGRESSION, V1
 
 PLANS = {"v1": V1, "progression": PROGRESSION, "dusty": DUSTY, "cascade": CASCADE}
 FIRST, TOTAL = 50, 130  # events settled before the run, and in all
 
 
-def scenario(plan: PlanConfig, rng: random.Random, company: str) -> list[dict[str, Any]]:
+def scenario(
+    plan: PlanConfig, rng: random.Random, company: str, salt: int = 0
+) -> list[dict[str, Any]]:
     """`TOTAL` events as the listener stores them: registrations into slots 1, 2, … (each pair
     of siblings sometimes confirmed right child first, leaving a hole) sponsored by random
     participants, and retopups by random participants; three events a block."""
@@ -69,7 +75,7 @@ def scenario(plan: PlanConfig, rng: random.Random, company: str) -> list[dict[st
                 "block_number": 1 + e // 3,
                 "block_hash": "0x" + f"{1 + e // 3:064x}",
                 "block_timestamp": 1,
-                "tx_hash": "0x" + f"{e + 1:064x}",
+                "tx_hash": "0x" + f"{salt:08x}{e + 1:056x}",  # salt: this test's own
                 "log_index": 0,
                 "name": name,
                 "args": args,
@@ -110,6 +116,28 @@ async def settle_bulk(
         )
 
 
+class Heard:
+    """The live events published on this Redis database while it listens (those of `txs`)."""
+
+    def __init__(self, redis: Redis, txs: set[str]) -> None:
+        self.redis, self.txs = redis, txs
+        self.pubsub = redis.pubsub()
+
+    async def __aenter__(self) -> list[tuple[str, str, dict[str, Any]]]:
+        await self.pubsub.psubscribe(wire_channel(self.redis, "*"))
+        self.heard: list[tuple[str, str, dict[str, Any]]] = []
+        return self.heard
+
+    async def __aexit__(self, *exc: object) -> None:
+        while (message := await self.pubsub.get_message(timeout=0.5)) is not None:
+            if message["type"] != "pmessage":
+                continue
+            body = json.loads(message["data"])
+            if body["data"].get("txHash") in self.txs:
+                self.heard.append((message["channel"].decode(), body["type"], body["data"]))
+        await self.pubsub.aclose()
+
+
 @pytest.mark.parametrize("plan_name", list(PLANS))
 async def test_bulk_settlement_writes_the_per_event_ledger(
     db_engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], plan_name: str
@@ -120,7 +148,7 @@ async def test_bulk_settlement_writes_the_per_event_ledger(
     company = Account.create().address
     async with unit_of_work(sessions) as s:
         await seed(s, company, plan)
-    rows = scenario(plan, rng, company)
+    rows = scenario(plan, rng, company, salt=list(PLANS).index(plan_name) + 1)
     await settle_each(sessions, await store(sessions, rows[:FIRST]))
     async with unit_of_work(sessions) as s:  # freezes in force during the run
         ids = list(await s.scalars(select(User.id).where(User.role == "user").order_by(User.id)))
@@ -134,15 +162,26 @@ async def test_bulk_settlement_writes_the_per_event_ledger(
         reserved_before = set(await s.scalars(select(Reward.id).where(Reward.status == "reserved")))
     run = await store(sessions, rows[FIRST:])
     saved = await save_tables(sessions)
+    redis = Redis.from_url(TEST_REDIS_URL)
+    announcing = make_sessionmaker(db_engine, {PUBLISHER: redis})
+    txs = {e.tx_hash for e in run}
 
-    await settle_each(sessions, run)
-    per_event = await ledger_rows_without_times(sessions)
-    await restore_tables(sessions, saved)
-    await settle_bulk(sessions, run)
-    in_bulk = await ledger_rows_without_times(sessions)
+    try:
+        async with Heard(redis, txs) as announced_each:
+            await settle_each(announcing, run)
+        per_event = await ledger_rows_without_times(sessions)
+        await restore_tables(sessions, saved)
+        async with Heard(redis, txs) as announced_in_bulk:
+            await settle_bulk(announcing, run)
+        in_bulk = await ledger_rows_without_times(sessions)
+    finally:
+        await redis.aclose()
 
     for table in per_event:
         assert in_bulk[table] == per_event[table], table
+    # The same live events, in the same order, to the same participants.
+    assert announced_in_bulk == announced_each
+    assert len(announced_each) > 2 * len(run)
     # The run reached what this test is about.
     async with sessions() as s:
         flipped = await s.scalar(
