@@ -21,8 +21,11 @@ from backend.core.security import OPERATORS, READERS, Forbidden, Principal, Role
 from backend.core.settings import Settings
 from backend.core.wiring import PayloadSigner, Resources
 
+# The dependencies below are `async def` although they do not await: FastAPI runs a plain
+# `def` dependency in a worker thread, a hop that cost more than the rest of `/health`.
 
-def get_resources(request: HTTPConnection) -> Resources:
+
+async def get_resources(request: HTTPConnection) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -35,11 +38,11 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings_dep(resources: ResourcesDep) -> Settings:
+async def get_settings_dep(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
-def get_signer(resources: ResourcesDep) -> PayloadSigner:
+async def get_signer(resources: ResourcesDep) -> PayloadSigner:
     return resources.signer
 
 
