@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_utils import function_abi_to_4byte_selector, get_abi_input_types, to_checksum_address
 
 from backend.chain.artifacts import load_artifact
