@@ -43,6 +43,16 @@ def make_sessionmaker(
     return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for a read of one statement (`GET /users/me`): autocommit, so no BEGIN and
+    COMMIT round trips; one statement sees one snapshot without them. Never for writes: each
+    statement would commit on its own. The pool's connections go back to transactions when
+    returned."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+
+
 def after_commit(session: AsyncSession, job: AfterCommitJob) -> None:
     """Run `job` once the session's current transaction has committed; never if it rolls back."""
     session.info.setdefault(_AFTER_COMMIT, []).append(job)

@@ -38,6 +38,13 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """A session for a route that reads in one statement: no transaction is opened, nothing
+    is committed (`Resources.read_sessions`)."""
+    async with resources.read_sessions() as session:
+        yield session
+
+
 async def get_settings_dep(resources: ResourcesDep) -> Settings:
     return resources.settings
 
@@ -47,6 +54,7 @@ async def get_signer(resources: ResourcesDep) -> PayloadSigner:
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSession = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Signer = Annotated[PayloadSigner, Depends(get_signer)]
 
