@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None, signer: PayloadSigner | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources = build_resources(settings, signer=signer)
+        # Pooled connections are checked without a round trip (backend.core.db.make_engine).
+        resources = build_resources(settings, signer=signer, liveness="closed")
         try:
             async with unit_of_work(resources.sessions) as session:
                 await plan_versions.publish(session, resources.plan)

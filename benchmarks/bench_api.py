@@ -19,7 +19,9 @@ latency is measured from each request's scheduled time, not from its send.
 
 The last line reads `register_rps=N me_rps=N health_rps=N` (successful responses per second
 achieved at the offered rate). The generator shares the machine's cores with the API,
-PostgreSQL, Redis and the signer: figures are for this whole stack on one machine.
+PostgreSQL, Redis and the signer: figures are for this whole stack on one machine. Each run
+also reports the CPU time the API's processes (and the signer's) spent per request, from
+/proc: a cost that other load on the machine inflates far less than requests per second.
 
 TEST-ONLY keys: Anvil's public dev keys; nothing here touches a real chain.
 """
@@ -36,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,24 @@ def seeded_key(index: int) -> LocalAccount:
     return acct
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` and its descendants still running (Linux /proc;
+    0 where it is not available)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 @dataclass
 class Run:
     name: str
@@ -79,6 +99,7 @@ class Run:
     failed: int
     elapsed: float
     latencies: list[float]  # from each request's scheduled time, seconds
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds in the run
 
     @property
     def rps(self) -> float:
@@ -97,11 +118,25 @@ class Run:
             f"p99 {self.pct(0.99):>7.1f} ms  max {self.pct(1.0):>7.1f} ms"
         )
 
+    def cpu_line(self) -> str:
+        answered = self.ok + self.failed
+        per = ", ".join(
+            f"{name} {1000 * seconds / answered:.2f} ms" for name, seconds in self.cpu.items()
+        )
+        return f"{self.name:<9} CPU per request: {per}" if answered and per else ""
+
 
 async def open_loop(
-    name: str, rate: float, duration: float, fire: Callable[[int], Awaitable[bool]]
+    name: str,
+    rate: float,
+    duration: float,
+    fire: Callable[[int], Awaitable[bool]],
+    watch: dict[str, int] | None = None,
 ) -> Run:
-    """Fire request i at t0 + i/rate for `duration` s, whatever the answers' pace."""
+    """Fire request i at t0 + i/rate for `duration` s, whatever the answers' pace; the CPU
+    time each process of `watch` (name -> pid, with its children) spent meanwhile."""
+    watch = watch or {}
+    cpu_before = {name: tree_cpu_seconds(pid) for name, pid in watch.items()}
     loop = asyncio.get_running_loop()
     total = int(rate * duration)
     latencies: list[float] = []
@@ -126,8 +161,9 @@ async def open_loop(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, scheduled)))
     await asyncio.gather(*tasks)
+    cpu = {name: tree_cpu_seconds(pid) - cpu_before[name] for name, pid in watch.items()}
     elapsed = max(outcome["last"] - t0, duration)
-    return Run(name, rate, int(outcome["ok"]), int(outcome["failed"]), elapsed, latencies)
+    return Run(name, rate, int(outcome["ok"]), int(outcome["failed"]), elapsed, latencies, cpu)
 
 
 async def sign_in_all(
@@ -178,6 +214,7 @@ async def measure(
     keyed: list[LocalAccount],
     participants: int,
     args: argparse.Namespace,
+    watch: dict[str, int],
 ) -> tuple[Run, Run, Run, list[tuple[LocalAccount, dict[str, Any]]]]:
     rng = random.Random(7)
     connector = aiohttp.TCPConnector(limit=512)
@@ -219,9 +256,11 @@ async def measure(
 
         # Warm each worker's pools and caches before anything is measured.
         await open_loop("warm-up", 100, 2, me)
-        health_run = await open_loop("health", args.me_rate, args.duration, health)
-        me_run = await open_loop("me", args.me_rate, args.duration, me)
-        register_run = await open_loop("register", args.register_rate, args.duration, register)
+        health_run = await open_loop("health", args.me_rate, args.duration, health, watch)
+        me_run = await open_loop("me", args.me_rate, args.duration, me, watch)
+        register_run = await open_loop(
+            "register", args.register_rate, args.duration, register, watch
+        )
     picked = rng.sample(sorted(answers), min(args.sample, len(answers)))
     return register_run, me_run, health_run, [(registrants[i], answers[i]) for i in picked]
 
@@ -359,7 +398,14 @@ def main() -> None:
         api = f"http://127.0.0.1:{port}"
         wait_http(f"{api}/health", timeout=60)
         register_run, me_run, health_run, samples = uvloop.run(
-            measure(api, contract.address, keyed, args.participants, args)
+            measure(
+                api,
+                contract.address,
+                keyed,
+                args.participants,
+                args,
+                {"API": procs[-1].pid, "signer": signer.process.pid},
+            )
         )
         sent_ok = send_samples(w3, samples)
         print(
@@ -368,6 +414,8 @@ def main() -> None:
         )
         for run in (health_run, me_run, register_run):
             print(run.line())
+        for run in (health_run, me_run, register_run):
+            print(run.cpu_line())
         print(
             f"ratios to /health: me {me_run.rps / health_run.rps:.2f}, "
             f"register {register_run.rps / health_run.rps:.2f}"

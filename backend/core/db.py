@@ -15,15 +15,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from backend.core.logging import log
 
@@ -31,8 +33,32 @@ AfterCommitJob = Callable[[], Awaitable[Any] | Any]
 _AFTER_COMMIT = "after_commit"
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+Liveness = Literal["ping", "closed"]
+
+
+def make_engine(url: str, *, liveness: Liveness = "ping", **kwargs: Any) -> AsyncEngine:
+    """An engine whose pool replaces a dead connection before handing it out. `liveness` is
+    how a pooled connection is checked when it is taken: "ping" asks the server (SQLAlchemy's
+    pre-ping; with asyncpg that is BEGIN, an empty query and ROLLBACK: three round trips),
+    "closed" asks asyncpg whether the server closed it (free). A terminated backend or a
+    restarted server closes the socket, and asyncpg marks the connection closed as soon as
+    the event loop reads that; the API, where those round trips were most of a small
+    request's database time, uses "closed"."""
+    if liveness == "ping":
+        return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
+
+
+def _replace_if_closed(
+    dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+) -> None:
+    """Pool checkout hook: a connection the server closed is discarded and the pool hands
+    out a fresh one instead (SQLAlchemy's documented use of DisconnectionError here)."""
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def make_sessionmaker(
@@ -41,6 +67,16 @@ def make_sessionmaker(
     """Sessions of `engine`; `info` is copied into every session's `info` (the process's
     event publisher, say)."""
     return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for a read of one statement (`GET /users/me`): autocommit, so no BEGIN and
+    COMMIT round trips; one statement sees one snapshot without them. Never for writes: each
+    statement would commit on its own. The pool's connections go back to transactions when
+    returned."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
 
 
 def after_commit(session: AsyncSession, job: AfterCommitJob) -> None:

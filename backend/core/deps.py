@@ -12,17 +12,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
+from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from backend.core.db import unit_of_work
-from backend.core.ratelimit import enforce
+from backend.core.ratelimit import Check, enforce, enforce_all
 from backend.core.security import OPERATORS, READERS, Forbidden, Principal, Role, Unauthorized
 from backend.core.settings import Settings
 from backend.core.wiring import PayloadSigner, Resources
 
+# The dependencies below are `async def` although they do not await: FastAPI runs a plain
+# `def` dependency in a worker thread, a hop that cost more than the rest of `/health`.
 
-def get_resources(request: HTTPConnection) -> Resources:
+
+async def get_resources(request: HTTPConnection) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -35,15 +39,23 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings_dep(resources: ResourcesDep) -> Settings:
+async def get_read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """A session for a route that reads in one statement: no transaction is opened, nothing
+    is committed (`Resources.read_sessions`)."""
+    async with resources.read_sessions() as session:
+        yield session
+
+
+async def get_settings_dep(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
-def get_signer(resources: ResourcesDep) -> PayloadSigner:
+async def get_signer(resources: ResourcesDep) -> PayloadSigner:
     return resources.signer
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSession = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Signer = Annotated[PayloadSigner, Depends(get_signer)]
 
@@ -53,27 +65,58 @@ def client_ip(request: HTTPConnection) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def limit_by_ip(request: HTTPConnection, resources: ResourcesDep) -> None:
-    """Every route: a per-IP limit, stricter on sign-in and admin routes."""
-    settings = resources.settings
-    path = request.url.path
+def _ip_limit(request: HTTPConnection, settings: Settings) -> Check:
+    path = request.scope["path"]  # not `request.url`: building the URL cost more than the rest
     if path.startswith("/auth"):
-        limit, scope = settings.rate_limit_auth, "ip-auth"
-    elif path.startswith("/admin"):
-        limit, scope = settings.rate_limit_admin, "ip-admin"
-    else:
-        limit, scope = settings.rate_limit_default, "ip"
-    await enforce(resources, limit, scope, client_ip(request))
+        return settings.rate_limit_auth, "ip-auth", client_ip(request)
+    if path.startswith("/admin"):
+        return settings.rate_limit_admin, "ip-admin", client_ip(request)
+    return settings.rate_limit_default, "ip", client_ip(request)
+
+
+_signs_in: dict[int, tuple[Dependant, bool]] = {}
+
+
+def _needs_principal(request: HTTPConnection) -> bool:
+    """Whether the matched route depends on `current_principal` (worked out once a route)."""
+    dependant: Dependant | None = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return False
+    known = _signs_in.get(id(dependant))
+    if known is None or known[0] is not dependant:
+        found, pending = False, [dependant]
+        while pending and not found:
+            node = pending.pop()
+            found = node.call is current_principal
+            pending += node.dependencies
+        known = _signs_in[id(dependant)] = (dependant, found)
+    return known[1]
+
+
+async def limit_by_ip(request: HTTPConnection, resources: ResourcesDep) -> None:
+    """Every route: a per-IP limit, stricter on sign-in and admin routes. A route for signed-in
+    wallets counts it in `current_principal` instead, with the wallet's limit, in the same
+    Redis round trip (first the address, then the wallet, as two hits would)."""
+    if not _needs_principal(request):
+        await enforce(resources, *_ip_limit(request, resources.settings))
 
 
 async def current_principal(request: HTTPConnection, resources: ResourcesDep) -> Principal:
-    """The signed-in wallet of `Authorization: Bearer <access token>` (401 otherwise)."""
+    """The signed-in wallet of `Authorization: Bearer <access token>` (401 otherwise), counted
+    against the caller's per-IP limit and then its wallet's."""
+    by_ip = _ip_limit(request, resources.settings)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send `Authorization: Bearer <access token>` (POST /auth/wallet)")
-    principal = resources.tokens.read(token.strip())
-    await enforce(resources, resources.settings.rate_limit_wallet, "wallet", principal.wallet)
+    try:
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("send `Authorization: Bearer <access token>` (POST /auth/wallet)")
+        principal = resources.tokens.read(token.strip())
+    except Unauthorized:
+        await enforce(resources, *by_ip)  # a refused caller still counts against its address
+        raise
+    await enforce_all(
+        resources, [by_ip, (resources.settings.rate_limit_wallet, "wallet", principal.wallet)]
+    )
     return principal
 
 

@@ -60,10 +60,13 @@ class TokenCodec:
     """Issues and checks access tokens. A missing secret gets a random one per process."""
 
     algorithm = "HS256"
+    read_cache_size = 4096
 
     def __init__(self, secret: str, lifetime_seconds: int) -> None:
         self._secret = secret or secrets.token_urlsafe(32)
         self.lifetime = lifetime_seconds
+        # token -> (who, expiry): what `read` decoded, kept until the token expires.
+        self._read: dict[str, tuple[Principal, int]] = {}
 
     def issue(self, principal: Principal, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
@@ -79,6 +82,28 @@ class TokenCodec:
         return jwt.encode(claims, self._secret, algorithm=self.algorithm)
 
     def read(self, token: str) -> Principal:
+        """Who `token` signs in (401 when it is not a valid, unexpired access token).
+
+        A token that decoded is remembered until it expires: its claims are signed, so they
+        cannot change, and its expiry is checked on every read, so it is refused at the same
+        second as a decoded one would be. Access tokens are never revoked, they lapse (sign-out
+        and role changes revoke refresh tokens): nothing else can make a remembered token
+        invalid. Only valid tokens are remembered, at most `read_cache_size` (oldest first
+        out)."""
+        remembered = self._read.get(token)
+        if remembered is not None:
+            principal, expires = remembered
+            if expires > time.time():  # PyJWT's rule: expired once exp <= now
+                return principal
+            del self._read[token]
+            raise Unauthorized("the access token has expired: refresh it")
+        principal, expires = self._decode(token)
+        if len(self._read) >= self.read_cache_size:
+            del self._read[next(iter(self._read))]
+        self._read[token] = (principal, expires)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, int]:
         try:
             claims = jwt.decode(
                 token,
@@ -96,7 +121,8 @@ class TokenCodec:
             roles = frozenset(Role(r) for r in claims.get("roles", []))
         except ValueError as exc:
             raise Unauthorized("the access token names an unknown role") from exc
-        return Principal(int(claims["uid"]), str(claims["sub"]), roles, str(claims["sid"]))
+        principal = Principal(int(claims["uid"]), str(claims["sub"]), roles, str(claims["sid"]))
+        return principal, int(claims["exp"])
 
 
 def wallets_of(setting: str) -> set[str]:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from backend.core.db import after_commit, commit
-from backend.core.deps import CurrentUser, ResourcesDep, Session, client_ip
+from backend.core.deps import CurrentUser, ReadSession, ResourcesDep, Session, client_ip
 from backend.core.errors import Conflict
 from backend.core.security import Forbidden, Principal
 from backend.core.types import NAME_PATTERN, WeiStr
@@ -43,7 +43,7 @@ def _readable(principal: Principal, user_id: int) -> None:
 
 
 @router.get("/me", response_model=MeOut)
-async def me(session: Session, principal: CurrentUser) -> MeOut:
+async def me(session: ReadSession, principal: CurrentUser) -> MeOut:
     """The signed-in participant: status, balances by type and status, referral counts, pool
     positions and any registration awaiting payment. Every figure comes from the ledger."""
     return await service.me(session, principal)

@@ -78,10 +78,9 @@ class PendingPayload:
 PendingRegistration = PendingPayload
 
 
-async def _validate_referrer(session: AsyncSession, wallet: str, referrer_wallet: str) -> User:
+def _check_referrer(wallet: str, referrer_wallet: str, referrer: User | None) -> User:
     if wallet == referrer_wallet:
         raise SelfReferral("a wallet cannot be its own referrer", wallet=wallet)
-    referrer = await repo.by_wallet(session, referrer_wallet)
     if referrer is None:
         raise UnknownReferrer(f"{referrer_wallet} is not registered", referrer=referrer_wallet)
     if referrer.status != UserStatus.ACTIVE:
@@ -113,15 +112,22 @@ async def reserve_registration(
     Every check runs before anything is written; a refusal writes nothing (the caller's
     transaction rolls back). A client address holding too many unpaid leases is refused:
     squatting slots costs nothing on chain, so it is bounded here."""
-    await pool.lock_leases(session)
+    # Read before the lease lock what it does not order, so that it is held (and every other
+    # registration waits) only for what it does: the confirmed chain time (it only grows: an
+    # earlier reading keeps leases live a little longer and counts more of them as live,
+    # never fewer), the referrer and the plan in force (neither changes under this lock).
+    # Their checks still run in the same order, after the wallet's own.
     confirmed_time = await monitoring.confirmed_time(session)
+    sponsor = None if wallet == referrer_wallet else await repo.by_wallet(session, referrer_wallet)
+    plan, plan_hash = await plan_versions.in_force(session)
+    await pool.lock_leases(session)
 
     user = await repo.by_wallet(session, wallet, lock=True)
     if user is not None and user.status == UserStatus.ACTIVE:
         raise AlreadyRegistered(f"{wallet} is already registered", wallet=wallet)
     if user is not None and user.is_frozen:
         raise UserFrozen(f"{wallet} is frozen")
-    referrer = await _validate_referrer(session, wallet, referrer_wallet)
+    referrer = _check_referrer(wallet, referrer_wallet, sponsor)
 
     if user is not None:
         live = await pool.live_lease(session, user.id)
@@ -164,7 +170,6 @@ async def reserve_registration(
         user.referrer_id = referrer.id
     nonce = await next_value(session, EIP712_NONCE_SEQ)
     deadline = monitoring.deadline_after(confirmed_time, res.settings.lease_seconds)
-    plan, plan_hash = await plan_versions.in_force(session)
     amount = plan.entry_price
     payload_row = Transaction(
         kind=PayloadKind.REGISTER,
