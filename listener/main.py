@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 
 from sqlalchemy import text
@@ -14,6 +15,13 @@ from backend.core.logging import configure_logging, log
 from backend.core.settings import Settings, get_settings
 from backend.core.wiring import open_resources
 from listener.sync import ChainSync, DeepReorg, Halted, LostLeadership
+
+
+def freeze_startup_heap() -> None:
+    """Put what start-up allocated (modules, ABI tables, the engine's pools: long-lived, never
+    garbage) out of the cyclic collector's reach, so a full collection scans only what the
+    listener allocated since: ~0.1 s less per 2,000-block backfill range (docs/benchmarks.md)."""
+    gc.freeze()
 
 
 async def take_generation(sync: ChainSync) -> int:
@@ -36,6 +44,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             finality=settings.listener_finality,
             bulk_min_events=settings.listener_bulk_min_events,
         )
+        freeze_startup_heap()
         async with res.engine.connect() as leader:
             # Session-level lock on a connection held for the process's life: if this process
             # dies, Postgres drops the connection and a standby takes over.
