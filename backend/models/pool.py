@@ -127,6 +127,12 @@ class SlotLease(Base):
             postgresql_where=text("status = 'leased'"),
         ),
         Index("ix_slot_leases_level_status_slot", "level", "status", "slot"),
+        # Live level-1 leases by deadline: the lapsed ones are a prefix (pool.lowest_hole).
+        Index(
+            "ix_slot_leases_lapsing",
+            "deadline",
+            postgresql_where=text("level = 1 AND status = 'leased'"),
+        ),
     )
 
     id: Mapped[BigPK]
