@@ -693,6 +693,31 @@ class BulkSettlement:
         assert driver is not None
         await driver.copy_records_to_table(table, records=records, columns=list(columns))
 
+    async def _update(
+        self,
+        table: str,
+        columns: dict[str, str],
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        key: tuple[str, str] = ("id", "bigint"),
+    ) -> None:
+        """Set `columns` (name -> SQL element type) of `table`'s rows in one `UPDATE … FROM
+        unnest(…)`; each row is (key, *values in `columns`' order). Identifiers come from this
+        module, never from input."""
+        if not rows:
+            return
+        names = [key[0], *columns]
+        types = [key[1], *columns.values()]
+        sets = ", ".join(f"{c} = v.{c}" for c in columns)
+        arrays = ", ".join(f"CAST(:c{i} AS {t}[])" for i, t in enumerate(types))
+        await self.session.execute(
+            text(
+                f"UPDATE {table} t SET {sets} FROM unnest({arrays}) "  # noqa: S608
+                f"AS v({', '.join(names)}) WHERE t.{key[0]} = v.{key[0]}"
+            ),
+            {f"c{i}": [row[i] for row in rows] for i in range(len(names))},
+        )
+
     async def _write(self) -> None:
         s = self.session
         if self.new_users:
@@ -730,22 +755,15 @@ class BulkSettlement:
                 },
             )
         await self._write_leases()
-        payloads = [p for p in self.payloads.values() if p.dirty]
-        if payloads:
-            await s.execute(
-                text(
-                    "UPDATE transactions t SET status = v.status, tx_hash = v.tx_hash, "
-                    "block_number = v.block_number FROM unnest(CAST(:id AS bigint[]), "
-                    "CAST(:status AS text[]), CAST(:tx AS text[]), CAST(:block AS bigint[])) "
-                    "AS v(id, status, tx_hash, block_number) WHERE t.id = v.id"
-                ),
-                {
-                    "id": [p.id for p in payloads],
-                    "status": [p.status for p in payloads],
-                    "tx": [p.tx_hash for p in payloads],
-                    "block": [p.block_number for p in payloads],
-                },
-            )
+        await self._update(
+            "transactions",
+            {"status": "text", "tx_hash": "text", "block_number": "bigint"},
+            [
+                (p.id, p.status, p.tx_hash, p.block_number)
+                for p in self.payloads.values()
+                if p.dirty
+            ],
+        )
         await self._write_placements()
         await self._write_pools()
         await self._write_nodes()
@@ -763,22 +781,15 @@ class BulkSettlement:
                 for x in self.new_leases
             ],
         )  # fmt: skip
-        dirty = [x for x in self.leases.values() if x.id is not None and x.dirty]
-        if dirty:
-            await self.session.execute(
-                text(
-                    "UPDATE slot_leases l SET status = v.status, user_id = v.user_id, "
-                    "referrer_id = v.referrer_id FROM unnest(CAST(:id AS bigint[]), "
-                    "CAST(:status AS text[]), CAST(:u AS bigint[]), CAST(:r AS bigint[])) "
-                    "AS v(id, status, user_id, referrer_id) WHERE l.id = v.id"
-                ),
-                {
-                    "id": [x.id for x in dirty],
-                    "status": [x.status for x in dirty],
-                    "u": [x.user_id for x in dirty],
-                    "r": [x.referrer_id for x in dirty],
-                },
-            )
+        await self._update(
+            "slot_leases",
+            {"status": "text", "user_id": "bigint", "referrer_id": "bigint"},
+            [
+                (x.id, x.status, x.user_id, x.referrer_id)
+                for x in self.leases.values()
+                if x.id is not None and x.dirty
+            ],
+        )
 
     async def _write_placements(self) -> None:
         await self._copy(
@@ -791,40 +802,23 @@ class BulkSettlement:
                 for p in self.new_placements
             ],
         )  # fmt: skip
-        dirty = [p for p in self.placements.values() if p.id is not None and p.dirty]
-        if dirty:
-            await self.session.execute(
-                text(
-                    "UPDATE placements p SET status = v.status, chain_event_id = v.event, "
-                    "slot = v.slot, amount = v.amount FROM unnest(CAST(:id AS bigint[]), "
-                    "CAST(:status AS text[]), CAST(:event AS bigint[]), CAST(:slot AS bigint[]), "
-                    "CAST(:amount AS numeric[])) AS v(id, status, event, slot, amount) "
-                    "WHERE p.id = v.id"
-                ),
-                {
-                    "id": [p.id for p in dirty],
-                    "status": [p.status for p in dirty],
-                    "event": [p.chain_event_id for p in dirty],
-                    "slot": [p.slot for p in dirty],
-                    "amount": [str(p.amount) for p in dirty],
-                },
-            )
+        await self._update(
+            "placements",
+            {"status": "text", "chain_event_id": "bigint", "slot": "bigint", "amount": "numeric"},
+            [
+                (p.id, p.status, p.chain_event_id, p.slot, p.amount)
+                for p in self.placements.values()
+                if p.id is not None and p.dirty
+            ],
+        )
 
     async def _write_pools(self) -> None:
-        dirty = [(level, p) for level, p in self.pools.items() if p.dirty]
-        if dirty:
-            await self.session.execute(
-                text(
-                    "UPDATE pools p SET next_slot = v.next_slot, node_count = v.node_count "
-                    "FROM unnest(CAST(:l AS int[]), CAST(:n AS bigint[]), CAST(:c AS bigint[])) "
-                    "AS v(level, next_slot, node_count) WHERE p.level = v.level"
-                ),
-                {
-                    "l": [level for level, _ in dirty],
-                    "n": [p.next_slot for _, p in dirty],
-                    "c": [p.node_count for _, p in dirty],
-                },
-            )
+        await self._update(
+            "pools",
+            {"next_slot": "bigint", "node_count": "bigint"},
+            [(level, p.next_slot, p.node_count) for level, p in self.pools.items() if p.dirty],
+            key=("level", "int"),
+        )
 
     async def _write_nodes(self) -> None:
         await self._copy(
@@ -835,22 +829,15 @@ class BulkSettlement:
                 for n in self.new_nodes
             ],
         )
-        dirty = [n for n in self.nodes.values() if n is not None and n.id is not None and n.dirty]
-        if dirty:
-            await self.session.execute(
-                text(
-                    "UPDATE pool_nodes n SET filled = v.filled, reserved = v.reserved, "
-                    "completed = v.completed FROM unnest(CAST(:id AS bigint[]), "
-                    "CAST(:f AS int[]), CAST(:r AS numeric[]), CAST(:c AS boolean[])) "
-                    "AS v(id, filled, reserved, completed) WHERE n.id = v.id"
-                ),
-                {
-                    "id": [n.id for n in dirty],
-                    "f": [n.filled for n in dirty],
-                    "r": [str(n.reserved) for n in dirty],
-                    "c": [n.completed for n in dirty],
-                },
-            )
+        await self._update(
+            "pool_nodes",
+            {"filled": "int", "reserved": "numeric", "completed": "boolean"},
+            [
+                (n.id, n.filled, n.reserved, n.completed)
+                for n in self.nodes.values()
+                if n is not None and n.id is not None and n.dirty
+            ],
+        )
 
     async def _write_rewards(self) -> None:
         await self._copy(
@@ -863,14 +850,7 @@ class BulkSettlement:
                 for r in self.lines
             ],
         )  # fmt: skip
-        if self.flipped:
-            await self.session.execute(
-                text(
-                    "UPDATE rewards r SET status = v.status FROM unnest(CAST(:id AS bigint[]), "
-                    "CAST(:status AS text[])) AS v(id, status) WHERE r.id = v.id"
-                ),
-                {"id": [r.id for r in self.flipped], "status": [r.status for r in self.flipped]},
-            )
+        await self._update("rewards", {"status": "text"}, [(r.id, r.status) for r in self.flipped])
         await self._copy(
             "retopups",
             ("user_id", "amount", "nonce", "plan_hash", "chain_event_id", "created_at"),
