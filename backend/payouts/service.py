@@ -154,6 +154,27 @@ async def expire_batch(session: AsyncSession, batch_id: int) -> bool:
         return False
     if batch.deadline >= await monitoring.confirmed_time(session):
         return False
+    await _release(session, batch)
+    log.info("payout batch expired; rewards back to pending", batch=batch_id)
+    return True
+
+
+async def release_refused(session: AsyncSession, batch_id: int) -> bool:
+    """Release a built batch the signer refused because a recipient is no longer an active,
+    unfrozen participant (frozen after the batch was built): it was never signed, so nothing
+    can execute it, and asking again would be refused until its deadline. Its rewards go back
+    to pending at once; the next build leaves the frozen participant out."""
+    batch = await _get(session, batch_id)
+    if batch.status != BatchStatus.BUILT:
+        return False
+    await _release(session, batch)
+    log.warning("refused payout batch released; rewards back to pending", batch=batch_id)
+    return True
+
+
+async def _release(session: AsyncSession, batch: PayoutBatch) -> None:
+    """Every line's batched rewards back to pending (lines `released`), the batch `expired`."""
+    batch_id = batch.id
     deltas = rewards.BalanceDeltas()
     for line in await repo.lines_of(session, batch_id):
         if line.status != LineStatus.BATCHED:
@@ -171,8 +192,6 @@ async def expire_batch(session: AsyncSession, batch_id: int) -> bool:
         line.status = LineStatus.RELEASED
     await deltas.apply(session)
     batch.status, batch.updated_at = BatchStatus.EXPIRED, datetime.now(UTC)
-    log.info("payout batch expired; rewards back to pending", batch=batch_id)
-    return True
 
 
 async def empty_accounts(w3: AsyncWeb3[Any], wallets: list[str], chunk: int = 500) -> list[bool]:
@@ -254,6 +273,10 @@ async def build_batches(
     return built
 
 
+# The signer's rule for a recipient that is no longer an active, unfrozen participant.
+RECIPIENT_GONE = "recipient-unknown"
+
+
 async def sign_built(
     res: Resources, progress: Callable[[str], None] = lambda _msg: None, limit: int = 100
 ) -> list[int]:
@@ -267,9 +290,12 @@ async def sign_built(
                 batch = await sign_batch(session, res.signer, batch_id)
                 progress(f"signed batch {batch_id}: digest {batch.digest}")
         except SignerRefused as exc:
-            # The policy may agree later (a released reward's old batch is past its deadline
-            # only by the signer's clock); the batch stays built and is asked again next cycle.
             log.warning("signer refused a payout batch", batch=batch_id, rule=exc.rule)
+            if exc.rule == RECIPIENT_GONE:
+                async with unit_of_work(res.sessions) as session:
+                    await release_refused(session, batch_id)
+            # Otherwise the policy may agree later (a released reward's old batch is past its
+            # deadline only by the signer's clock): the batch stays built, asked again next cycle.
             continue
         failpoint("after_sign_stored")
         signed.append(batch_id)

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 
 from backend.core.db import unit_of_work
-from backend.models import PayoutLine, Reward, User
+from backend.core.settings import Settings
+from backend.core.wiring import open_resources
+from backend.models import PayoutBatch, PayoutLine, Reward, User
 from backend.payouts import service
 from backend.payouts.errors import NothingToPay
 from backend.users import service as users
@@ -82,3 +84,27 @@ async def test_frozen_participants_are_never_batched_and_their_rewards_stay_as_t
     with pytest.raises(NothingToPay):
         await build(sessions)
     assert await rewards_of(sessions, a.address) == frozen_rewards
+
+
+async def test_a_batch_refused_for_a_recipient_frozen_after_it_was_built_is_released_at_once(
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    settings: Settings,
+) -> None:
+    a, b, _c = await sponsor_chain(api, w3, chain_sync, company.address, 3)
+    batch = await build(sessions)
+    assert b.address in await recipients(sessions, batch)
+    await set_frozen(sessions, w3, b.address, True)  # after the build, before the signature
+
+    async with open_resources(settings) as res:
+        assert await service.sign_built(res) == []  # the signer refuses: b is frozen
+    async with sessions() as s:
+        released = await s.get(PayoutBatch, batch)
+        assert released is not None and released.status == "expired"
+    # Nothing of it stays batched; the next batch pays everyone else, without b.
+    assert {status for _, _, status, _ in await rewards_of(sessions, b.address)} == {"pending"}
+    rebuilt = await build(sessions)
+    assert await recipients(sessions, rebuilt) == {company.address, a.address}
