@@ -31,16 +31,18 @@ from backend.rewards.router import router as rewards_router
 from backend.treasury.router import router as treasury_router
 from backend.users.router import router as users_router
 
+# A request's route is found by trying each router's routes in this order: the most requested
+# first (probes, the dapp's reads), the admin's last.
 ROUTERS = (
-    auth_router,
+    monitoring_router,
     users_router,
+    auth_router,
     pool_router,
+    plan_router,
     rewards_router,
     payouts_router,
     treasury_router,
-    plan_router,
     admin_router,
-    monitoring_router,
     live_router,
 )
 
