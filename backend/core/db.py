@@ -12,12 +12,15 @@ recovered from PostgreSQL if they are lost (a Redis restart, a crash right after
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from sqlalchemy import event, text
+import asyncpg
+import orjson
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -69,14 +72,62 @@ def make_sessionmaker(
     return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
-def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for a read of one statement (`GET /users/me`): autocommit, so no BEGIN and
-    COMMIT round trips; one statement sees one snapshot without them. Never for writes: each
-    statement would commit on its own. The pool's connections go back to transactions when
-    returned."""
-    return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+class ReadPool:
+    """asyncpg connections for the API's hottest reads, each one statement (`GET /users/me`):
+    no transaction (one statement sees one snapshot without BEGIN and COMMIT), no SQLAlchemy
+    session or pool bookkeeping, no reset round trip when a connection goes back. On this
+    machine a pooled SQLAlchemy read of `/users/me` cost about 850 µs of CPU, this 150 µs
+    (docs/benchmarks.md, API). Only for reads: nothing here may change session state (a SET,
+    a LISTEN, a lock), since connections are handed back without a reset.
+
+    Connections open on first use (at most `max_size`, idle ones closed after 5 minutes); a
+    connection the server closed (a terminated backend, a restart) is replaced when taken.
+    `jsonb` arrives decoded."""
+
+    def __init__(self, url: str, max_size: int = 10) -> None:
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """The first row of `sql` (parameters `$1`, `$2`, … bound to `args`), or None."""
+        pool = self._pool or await self._open()
+        row: asyncpg.Record | None = await pool.fetchrow(sql, *args)
+        return row
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=0,
+                    max_size=self._max_size,
+                    init=_decode_json,
+                    reset=_keep_session,
+                )
+            return self._pool
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _decode_json(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        format="text",
     )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """asyncpg's default reset (RESET ALL, UNLISTEN, advisory unlocks, …: a round trip per
+    request) has nothing to undo after a plain SELECT; an open transaction is still rolled
+    back by the pool before this runs."""
 
 
 def after_commit(session: AsyncSession, job: AfterCommitJob) -> None:

@@ -16,7 +16,7 @@ from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from backend.core.db import unit_of_work
+from backend.core.db import ReadPool, unit_of_work
 from backend.core.ratelimit import Check, enforce, enforce_all
 from backend.core.security import OPERATORS, READERS, Forbidden, Principal, Role, Unauthorized
 from backend.core.settings import Settings
@@ -39,11 +39,9 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    """A session for a route that reads in one statement: no transaction is opened, nothing
-    is committed (`Resources.read_sessions`)."""
-    async with resources.read_sessions() as session:
-        yield session
+async def get_reads(resources: ResourcesDep) -> ReadPool:
+    """Reads of one statement for the hottest routes, without a session (`ReadPool`)."""
+    return resources.reads
 
 
 async def get_settings_dep(resources: ResourcesDep) -> Settings:
@@ -55,7 +53,7 @@ async def get_signer(resources: ResourcesDep) -> PayloadSigner:
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
-ReadSession = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+Reads = Annotated[ReadPool, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Signer = Annotated[PayloadSigner, Depends(get_signer)]
 

@@ -1,6 +1,6 @@
 """ASGI middleware of the API: a request id on every request (accepted from the caller when
 well-formed, else made), bound to every log line and returned in `X-Request-ID`, and a latency
-histogram per route template."""
+histogram per route template. `built` answers with a model a handler has already built."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 
 import structlog
 from prometheus_client import Histogram
+from pydantic import BaseModel
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_SECONDS = Histogram(
@@ -20,6 +22,14 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def built(model: BaseModel) -> Response:
+    """The JSON of `model`, a response model the handler built (so validated) itself. FastAPI
+    validates and serializes a returned model a second time, which cost about a tenth of
+    `GET /users/me`; a returned `Response` it sends as is. The route keeps its
+    `response_model` for the schema."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 class RequestContext:

@@ -22,7 +22,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from backend.chain.contract import AutoPoolABI
 from backend.chain.signer_client import Signature, SignerClient
-from backend.core.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from backend.core.db import ReadPool, make_engine, make_sessionmaker
 from backend.core.security import TokenCodec
 from backend.core.settings import Settings, get_settings
 from backend.plan.config import DEFAULT_PLAN_PATH, PlanConfig, load_plan
@@ -44,7 +44,7 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    read_sessions: async_sessionmaker[AsyncSession]  # backend.core.db.make_read_sessionmaker
+    reads: ReadPool  # one-statement reads of the hottest routes (backend.core.db.ReadPool)
     w3: AsyncWeb3[Any]
     signer: PayloadSigner
     abi: AutoPoolABI
@@ -60,6 +60,7 @@ class Resources:
             await self._owned_signer.aclose()
         await self.redis.aclose()
         await self.w3.provider.disconnect()
+        await self.reads.aclose()
         await self.engine.dispose()
 
 
@@ -79,7 +80,7 @@ def build_resources(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine, {"publisher": redis}),
-        read_sessions=make_read_sessionmaker(engine),
+        reads=ReadPool(settings.database_url.get_secret_value()),
         w3=AsyncWeb3(AsyncHTTPProvider(settings.rpc_url)),
         signer=signer,
         abi=AutoPoolABI(settings.contract_address),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import RowMapping, func, select, text, update
+from asyncpg import Record
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.db import ReadPool
 from backend.models import (
     Freeze,
     PayloadKind,
@@ -218,8 +220,7 @@ async def add_freeze(
 # Everything `GET /users/me` shows, in one statement (a read model over the ledger's tables:
 # the participant, its sponsor, its balances by status and by type, referral counts, pool
 # positions and a registration awaiting payment). Amounts travel as text: exact wei.
-_ME = text(
-    """
+_ME = """
     SELECT u.id, u.wallet, u.status, u.is_frozen, u.has_retopup, s.wallet AS referrer,
       (SELECT jsonb_build_object(
           'pending', b.pending::text, 'held', b.held::text, 'reserved', b.reserved::text,
@@ -245,14 +246,13 @@ _ME = text(
            ORDER BY p.block_number, p.log_index), '[]')
          FROM pending_events p WHERE p.wallet = u.wallet) AS pending_events
     FROM users u LEFT JOIN users s ON s.id = u.referrer_id
-    WHERE u.id = :user_id
+    WHERE u.id = $1
     """
-)
 
 
-async def me_row(session: AsyncSession, user_id: int) -> RowMapping | None:
+async def me_row(reads: ReadPool, user_id: int) -> Record | None:
     """The row behind `GET /users/me` (see `_ME`), or None for an unknown id."""
-    return (await session.execute(_ME, {"user_id": user_id})).mappings().one_or_none()
+    return await reads.fetchrow(_ME, user_id)
 
 
 async def pending_events_of(session: AsyncSession, wallet: str) -> list[PendingEvent]:

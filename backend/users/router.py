@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from backend.core.db import after_commit, commit
-from backend.core.deps import CurrentUser, ReadSession, ResourcesDep, Session, client_ip
+from backend.core.deps import CurrentUser, Reads, ResourcesDep, Session, client_ip
 from backend.core.errors import Conflict
+from backend.core.http import built
 from backend.core.security import Forbidden, Principal
 from backend.core.types import NAME_PATTERN, WeiStr
 from backend.rewards import service as rewards
@@ -43,10 +44,10 @@ def _readable(principal: Principal, user_id: int) -> None:
 
 
 @router.get("/me", response_model=MeOut)
-async def me(session: ReadSession, principal: CurrentUser) -> MeOut:
+async def me(reads: Reads, principal: CurrentUser) -> Response:
     """The signed-in participant: status, balances by type and status, referral counts, pool
     positions and any registration awaiting payment. Every figure comes from the ledger."""
-    return await service.me(session, principal)
+    return built(await service.me(reads, principal))
 
 
 @router.post("/register", response_model=RegistrationOut)

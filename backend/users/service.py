@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.db import EIP712_NONCE_SEQ, next_value
+from backend.core.db import EIP712_NONCE_SEQ, ReadPool, next_value
 from backend.core.security import Principal
 from backend.core.wiring import PayloadSigner, Resources
 from backend.models import PayloadKind, PayloadStatus, RewardStatus, Transaction, User, UserStatus
@@ -461,9 +461,9 @@ async def require(session: AsyncSession, user_id: int) -> User:
     return user
 
 
-async def me(session: AsyncSession, principal: Principal) -> MeOut:
+async def me(reads: ReadPool, principal: Principal) -> MeOut:
     """Everything a participant sees of itself, from the ledger, read in one statement."""
-    row = await repo.me_row(session, principal.user_id)
+    row = await repo.me_row(reads, principal.user_id)
     if row is None:
         raise UserNotFound(f"no participant {principal.user_id}")
     balance: dict[str, str] = row["balance"] or {}

@@ -1,5 +1,6 @@
 """The API's pool checks a connection without a round trip when it hands it out: one the
-server closed (a terminated backend, a restart) is replaced before use, as pre-ping did."""
+server closed (a terminated backend, a restart) is replaced before use, as pre-ping did. The
+read pool of the hottest routes does the same, opens no transaction and decodes jsonb."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from backend.core.db import make_engine
+from backend.core.db import ReadPool, make_engine
 
 
 async def _backend_pid(engine: AsyncEngine) -> int:
@@ -58,3 +59,41 @@ async def test_without_the_check_the_closed_connection_would_fail_the_request(
             await _backend_pid(engine)
     finally:
         await engine.dispose()
+
+
+async def test_the_read_pool_reads_outside_a_transaction_and_decodes_jsonb(
+    database_url: str,
+) -> None:
+    reads = ReadPool(database_url, max_size=1)
+    try:
+        row = await reads.fetchrow(
+            "SELECT jsonb_build_object('a', $1::int, 'b', '12345678901234567890123') AS doc,"
+            " pg_backend_pid() AS pid",
+            7,
+        )
+        assert row is not None
+        assert row["doc"] == {"a": 7, "b": "12345678901234567890123"}
+        assert await reads.fetchrow("SELECT 1 WHERE false") is None
+        admin = create_async_engine(database_url)
+        try:
+            async with admin.connect() as conn:
+                state = await conn.scalar(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": row["pid"]}
+                )
+        finally:
+            await admin.dispose()
+        assert state == "idle"  # not "idle in transaction": nothing was begun
+    finally:
+        await reads.aclose()
+
+
+async def test_a_read_pool_connection_the_server_closed_is_replaced(database_url: str) -> None:
+    reads = ReadPool(database_url, max_size=1)
+    try:
+        first = await reads.fetchrow("SELECT pg_backend_pid() AS pid")
+        assert first is not None
+        await _terminate(database_url, first["pid"])
+        again = await reads.fetchrow("SELECT pg_backend_pid() AS pid")
+        assert again is not None and again["pid"] != first["pid"]
+    finally:
+        await reads.aclose()

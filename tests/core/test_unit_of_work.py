@@ -8,7 +8,7 @@ from eth_account import Account
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from backend.core.db import after_commit, make_read_sessionmaker, unit_of_work
+from backend.core.db import after_commit, unit_of_work
 from backend.models import User
 
 
@@ -60,28 +60,4 @@ async def test_a_failing_job_does_not_undo_the_commit_or_stop_the_next(
         after_commit(s, broken)
         after_commit(s, lambda: ran.append("second"))
     assert ran == ["second"]
-    assert await users(sessions) == 1
-
-
-async def _in_transaction(session: AsyncSession) -> bool:
-    raw = await (await session.connection()).get_raw_connection()
-    return bool(raw.driver_connection.is_in_transaction())  # type: ignore[union-attr]
-
-
-async def test_a_read_session_opens_no_transaction_and_leaves_the_pool_transactional(
-    db_engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    reads = make_read_sessionmaker(db_engine)
-    async with unit_of_work(sessions) as s:
-        s.add(User(wallet=Account.create().address))
-    for _ in range(3):  # the same pooled connections serve both kinds of session
-        async with reads() as r:
-            assert await r.scalar(select(func.count()).select_from(User)) == 1
-            assert not await _in_transaction(r)
-        with pytest.raises(RuntimeError):
-            async with unit_of_work(sessions) as s:
-                s.add(User(wallet=Account.create().address))
-                await s.flush()
-                assert await _in_transaction(s)
-                raise RuntimeError("roll back")
     assert await users(sessions) == 1
