@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.core.db import after_commit, unit_of_work
 from backend.models import User
