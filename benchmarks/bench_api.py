@@ -152,8 +152,9 @@ async def open_loop(
 
     async def one(i: int, scheduled: float) -> None:
         try:
-            good = await fire(i)
-        except (aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout(30):  # unanswered after 30 s: failed
+                good = await fire(i)
+        except (aiohttp.ClientError, ConnectionError, TimeoutError):
             good = False
         done = loop.time()
         latencies.append(done - scheduled)
