@@ -23,6 +23,8 @@ import httptools
 class ConnectionClosed(ConnectionError):
     """The server closed a connection before answering the request sent on it."""
 
+    unanswered_reuse = False  # on a reused connection, before any byte of an answer
+
 
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
@@ -31,12 +33,15 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.body: list[bytes] = []
         self.open = True
+        self.served = 0  # requests answered on this connection
+        self.received = False  # any byte of the current answer
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -44,7 +49,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
-        self._fail(exc or ConnectionClosed("connection closed by the server"))
+        lost = ConnectionClosed(f"connection lost: {exc}" if exc else "closed by the server")
+        lost.__cause__ = exc
+        self._fail(lost)
 
     # httptools callbacks
     def on_body(self, body: bytes) -> None:
@@ -93,15 +100,31 @@ class LeanClient:
         )
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
-        """Send the request `raw` and return the response's status and body."""
+        """Send the request `raw` and return the response's status and body. A kept-alive
+        connection the server closed before answering a byte (its idle timeout, at the moment
+        the request went out) is retried once on another: the server never read it."""
+        try:
+            return await self._exchange(raw)
+        except ConnectionClosed as closed:
+            if not closed.unanswered_reuse:
+                raise
+            return await self._exchange(raw)
+
+    async def _exchange(self, raw: bytes) -> tuple[int, bytes]:
         conn = await self._connection()
+        reused, conn.received = conn.served > 0, False
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         conn.waiter = waiter
         assert conn.transport is not None
         conn.transport.write(raw)
         try:
-            return await waiter
+            answer = await waiter
+            conn.served += 1
+            return answer
+        except ConnectionClosed as closed:
+            closed.unanswered_reuse = reused and not conn.received
+            raise
         finally:
             self._release(conn)
 

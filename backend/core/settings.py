@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     rate_limit_wallet: str = "300/minute"
     # Lease squatting: unpaid registration leases one client IP may hold at once.
     max_live_leases_per_ip: int = Field(default=5, ge=1)
+    # Registrations one API process lets reach the database at once; the rest wait their turn
+    # in the process, holding no connection (the lease lock lets one through at a time anyway).
+    registration_concurrency: int = Field(default=4, ge=1)
     tree_max_depth: int = Field(default=6, ge=1, le=20)
 
     @field_validator("jwt_secret")

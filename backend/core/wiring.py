@@ -53,6 +53,7 @@ class Resources:
     tokens: TokenCodec
     redis: Redis
     limiter: MovingWindowRateLimiter
+    registrations: asyncio.Semaphore  # settings.registration_concurrency
     _owned_signer: SignerClient | None = field(default=None, repr=False)
 
     async def aclose(self) -> None:
@@ -89,6 +90,7 @@ def build_resources(
         tokens=TokenCodec(settings.jwt_secret.get_secret_value(), settings.access_token_seconds),
         redis=redis,
         limiter=MovingWindowRateLimiter(RedisStorage(limits_uri, implementation="redispy")),
+        registrations=asyncio.Semaphore(settings.registration_concurrency),
         _owned_signer=owned,
     )
 

@@ -58,14 +58,19 @@ async def register(
     registration for it to send. Retrying while the lease is live returns the same payload."""
     if body.wallet is not None and body.wallet != principal.wallet:
         raise Forbidden("a wallet registers itself: `wallet` must be the signed-in wallet")
-    pending = await service.reserve_registration(
-        session, res, principal.wallet, body.referrer, client_ip=client_ip(request)
-    )
+    # A few registrations per process at a time reach the database (`registrations`): the
+    # lease lock lets one through anyway, and a crowd of waiters would each hold a connection
+    # and slow the holder's every round trip on this process's event loop.
+    async with res.registrations:
+        pending = await service.reserve_registration(
+            session, res, principal.wallet, body.referrer, client_ip=client_ip(request)
+        )
+        if pending.signature is None:
+            # The lease is made durable (and the lease lock released) before the signer is
+            # asked: registrations do not queue behind each other's signer round trip, and
+            # the signer can check the lease it signs for.
+            await commit(session)
     if pending.signature is None:
-        # The lease is made durable (and the lease lock released) before the signer is asked:
-        # registrations do not queue behind each other's signer round trip, and the signer
-        # can check the lease it signs for.
-        await commit(session)
         pending = await service.sign_payload(session, res.signer, pending)
     return service.registration_out(res, pending)
 

@@ -1,6 +1,7 @@
 """The benchmarks' HTTP client answers what the server sent: it reuses keep-alive connections,
-reads chunked bodies, opens a new connection after the server closes one, waits for a free
-connection at its limit, and fails a request whose connection is lost."""
+reads chunked bodies, opens a new connection after the server closes one, retries once a
+request a kept-alive connection dropped unanswered, waits for a free connection at its limit,
+and fails a request whose connection is lost."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Server:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        served = 0
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -31,6 +33,9 @@ class Server:
                     0,
                 )
                 body = await reader.readexactly(length) if length else b""
+                served += 1
+                if path == "/idle-timeout" and served > 1:
+                    break  # as a server closing a kept-alive connection as a request arrives
                 if path == "/chunked":
                     writer.write(
                         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -98,5 +103,15 @@ async def test_at_its_limit_a_request_waits_for_a_free_connection(server: Server
     client = LeanClient("127.0.0.1", server.port, limit=2)
     answers = await asyncio.gather(*(client.request(LeanClient.get("/slow")) for _ in range(6)))
     assert answers == [(204, b"")] * 6
+    assert server.connections == 2
+    await client.aclose()
+
+
+async def test_a_request_a_kept_alive_connection_dropped_unanswered_is_retried_once(
+    server: Server,
+) -> None:
+    client = LeanClient("127.0.0.1", server.port)
+    assert await client.request(LeanClient.get("/idle-timeout")) == (201, b"echo:")
+    assert await client.request(LeanClient.get("/idle-timeout")) == (201, b"echo:")
     assert server.connections == 2
     await client.aclose()

@@ -1,5 +1,7 @@
 """Registrations at once: the lease lock is held only while a slot is chosen and written, never
-across the signer's round trip, and no slot is given twice."""
+across the signer's round trip, and no slot is given twice. An API process lets only
+`registration_concurrency` of them reach the database at a time, and never holds that turn
+across the signer's round trip either."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from backend.app import create_app
 from backend.chain.signer_client import Signature, SignerClient
 from backend.core.settings import Settings
 from backend.models import LeaseStatus, SlotLease, User
+from backend.users import service
 from devtools import dapp
 from tests.fixtures.ledger import grow_confirmed_tree
 
@@ -83,11 +86,14 @@ class GatedSigner:
         return await self.inner.sign(primary_type, message)
 
 
-@pytest.fixture
-async def gated(settings: Settings, seeded: int) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+@pytest.fixture(params=[4, 1], ids=["4-at-a-time", "1-at-a-time"])
+async def gated(
+    settings: Settings, seeded: int, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     async with SignerClient(settings.signer_url, settings.signer_token.get_secret_value()) as c:
         signer = GatedSigner(c)
-        app = create_app(settings, signer=signer)
+        one_at_a_time = settings.model_copy(update={"registration_concurrency": request.param})
+        app = create_app(one_at_a_time, signer=signer)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
@@ -107,3 +113,35 @@ async def test_the_signer_is_asked_outside_the_lease_lock(
     signer.other_answered.set()
     assert int((await first)["payload"]["slot"]) == TREE
     assert int(second["payload"]["slot"]) == TREE + 1
+
+
+async def test_one_registration_at_a_time_per_process_still_serves_everyone(
+    settings: Settings,
+    seeded: int,
+    sessions: async_sessionmaker[AsyncSession],
+    company: LocalAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await grow_confirmed_tree(sessions, TREE)
+    inside, most = 0, 0
+    reserve = service.reserve_registration
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        try:
+            await asyncio.sleep(0.01)  # let the others try to get in meanwhile
+            return await reserve(*args, **kwargs)
+        finally:
+            inside -= 1
+
+    monkeypatch.setattr(service, "reserve_registration", counted)
+    app = create_app(settings.model_copy(update={"registration_concurrency": 1}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+            accounts = [Account.create() for _ in range(12)]
+            bodies = await asyncio.gather(*(register(api, a, company.address) for a in accounts))
+    assert sorted(int(b["payload"]["slot"]) for b in bodies) == list(range(TREE, TREE + 12))
+    assert most == 1
