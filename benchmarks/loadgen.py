@@ -82,7 +82,10 @@ class LeanClient:
         self.host = host
         self.port = port
         self.limit = limit
-        self._idle: list[_Connection] = []
+        # Idle connections, taken oldest first: requests rotate over every open connection,
+        # as many clients' would, instead of piling onto the few most recently used (which
+        # can all belong to one of the server's worker processes).
+        self._idle: deque[_Connection] = deque()
         self._open = 0
         # Requests waiting for a connection: each gets an idle one, or None (open a new one).
         self._waiting: deque[asyncio.Future[_Connection | None]] = deque()
@@ -131,7 +134,7 @@ class LeanClient:
     async def _connection(self) -> _Connection:
         while True:
             while self._idle:
-                conn = self._idle.pop()
+                conn = self._idle.popleft()
                 if conn.open:
                     return conn
                 self._open -= 1
@@ -164,6 +167,24 @@ class LeanClient:
                 return
         if conn is not None:
             self._idle.append(conn)
+
+    async def warm(self, connections: int) -> None:
+        """Open `connections` connections now (at most `limit`), as that many clients would
+        have: the server spreads them over its worker processes as it accepts them."""
+        loop = asyncio.get_running_loop()
+        wanted = min(connections, self.limit) - self._open
+        if wanted <= 0:
+            return
+        self._open += wanted
+        opened = await asyncio.gather(
+            *(loop.create_connection(_Connection, self.host, self.port) for _ in range(wanted)),
+            return_exceptions=True,
+        )
+        for made in opened:
+            if isinstance(made, BaseException):
+                self._open -= 1
+            else:
+                self._idle.append(made[1])
 
     async def aclose(self) -> None:
         for conn in self._idle:

@@ -115,3 +115,15 @@ async def test_a_request_a_kept_alive_connection_dropped_unanswered_is_retried_o
     assert await client.request(LeanClient.get("/idle-timeout")) == (201, b"echo:")
     assert server.connections == 2
     await client.aclose()
+
+
+async def test_requests_rotate_over_every_warmed_connection(server: Server) -> None:
+    client = LeanClient("127.0.0.1", server.port)
+    await client.warm(4)
+    seen = set()
+    for _ in range(8):
+        await client.request(LeanClient.get("/x"))
+        seen.add(id(client._idle[-1]))  # the connection just used goes to the back
+    assert len(seen) == 4
+    assert server.connections == 4
+    await client.aclose()
