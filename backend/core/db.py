@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from backend.core.errors import DATABASE_RETRY_SECONDS, DatabaseUnavailable
 from backend.core.logging import log
 
 AfterCommitJob = Callable[[], Awaitable[Any] | Any]
@@ -91,9 +92,17 @@ class ReadPool:
         self._opening = asyncio.Lock()
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        """The first row of `sql` (parameters `$1`, `$2`, … bound to `args`), or None."""
-        pool = self._pool or await self._open()
-        row: asyncpg.Record | None = await pool.fetchrow(sql, *args)
+        """The first row of `sql` (parameters `$1`, `$2`, … bound to `args`), or None. A
+        database that cannot be reached or ends the session is `DatabaseUnavailable` (503,
+        retry), as through the SQLAlchemy pool."""
+        try:
+            pool = self._pool or await self._open()
+            row: asyncpg.Record | None = await pool.fetchrow(sql, *args)
+        except _UNREACHABLE as exc:
+            log.warning("database connection lost", detail=str(exc))
+            raise DatabaseUnavailable(
+                "the database connection was lost; retry", retry_after=DATABASE_RETRY_SECONDS
+            ) from exc
         return row
 
     async def _open(self) -> asyncpg.Pool:
@@ -112,6 +121,17 @@ class ReadPool:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+# A server that refuses or ends sessions (down, restarting, `pg_terminate_backend`, out of
+# connections), and a socket that fails.
+_UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
 
 
 async def _decode_json(conn: asyncpg.Connection) -> None:

@@ -101,6 +101,13 @@ class Unavailable(AppError):
     title = "Temporarily unavailable"
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database could not be reached, or it ended the session mid-statement."""
+
+    type = "database-unavailable"
+    title = "Database unavailable"
+
+
 def problem(
     status: int, type_: str, title: str, detail: str, instance: str | None = None, **extra: Any
 ) -> JSONResponse:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from backend.core.db import ReadPool, make_engine
+from backend.core.errors import DatabaseUnavailable
 
 
 async def _backend_pid(engine: AsyncEngine) -> int:
@@ -95,5 +96,29 @@ async def test_a_read_pool_connection_the_server_closed_is_replaced(database_url
         await _terminate(database_url, first["pid"])
         again = await reads.fetchrow("SELECT pg_backend_pid() AS pid")
         assert again is not None and again["pid"] != first["pid"]
+    finally:
+        await reads.aclose()
+
+
+async def test_a_read_pool_that_cannot_reach_the_database_is_unavailable() -> None:
+    reads = ReadPool("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere", max_size=1)
+    try:
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await reads.fetchrow("SELECT 1")
+        assert refused.value.status == 503
+    finally:
+        await reads.aclose()
+
+
+async def test_a_read_the_server_ends_mid_statement_is_unavailable(database_url: str) -> None:
+    reads = ReadPool(database_url, max_size=1)
+    try:
+        first = await reads.fetchrow("SELECT pg_backend_pid() AS pid")
+        assert first is not None
+        sleeping = asyncio.create_task(reads.fetchrow("SELECT pg_sleep(10)"))
+        await asyncio.sleep(0.2)
+        await _terminate(database_url, first["pid"])
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(sleeping, timeout=5)
     finally:
         await reads.aclose()
