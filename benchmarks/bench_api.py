@@ -73,7 +73,7 @@ from devtools.wallet import send_as_wallet  # noqa: E402
 ADMIN_DSN = os.environ.get("AUTOPOOL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEYED = 256  # seeded participants with a key of their own (signed in for GET /users/me)
 CLIENTS = 64  # keep-alive connections open before each run
-WARM_UP = 2.0  # s of each run's requests at its rate before it is measured (register: none)
+WARM_UP = 2.0  # s of each run's requests at its rate before it is measured
 
 
 def seeded_key(index: int) -> LocalAccount:
@@ -230,7 +230,11 @@ async def measure(
     connector = aiohttp.TCPConnector(limit=512)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        registrants = [Account.create() for _ in range(int(args.register_rate * args.duration))]
+        warm_registrations = int(args.register_rate * WARM_UP)
+        registrants = [
+            Account.create()
+            for _ in range(warm_registrations + int(args.register_rate * args.duration))
+        ]
         reg_tokens = await sign_in_all(http, api, registrants, "registrants")
         me_tokens = await sign_in_all(http, api, keyed, "seeded participants")
         sponsors = [synthetic_wallet(rng.randrange(KEYED + 1, participants)) for _ in registrants]
@@ -276,7 +280,8 @@ async def measure(
 
         # Before each run, CLIENTS connections are open (as that many clients' would be,
         # spread by the server over its workers; requests rotate over them), and the same
-        # requests have run for WARM_UP s at the run's rate, not counted: each worker's
+        # requests (registrations: of other wallets) have run for WARM_UP s at the run's
+        # rate, not counted: each worker's
         # database and Redis pools have grown to what that rate needs (a connection opened
         # during a run cost its first second a p99 of 270-580 ms at 800 me/s).
         await lean.warm(CLIENTS)
@@ -286,8 +291,13 @@ async def measure(
         await open_loop("warm-up", args.me_rate, WARM_UP, me)
         me_run = await open_loop("me", args.me_rate, args.duration, me, watch)
         await lean.warm(CLIENTS)
+        await open_loop("warm-up", args.register_rate, WARM_UP, register)  # wallets of its own
+
+        async def measured_register(i: int) -> bool:
+            return await register(warm_registrations + i)
+
         register_run = await open_loop(
-            "register", args.register_rate, args.duration, register, watch
+            "register", args.register_rate, args.duration, measured_register, watch
         )
         await lean.aclose()
     picked = rng.sample(sorted(answers), min(args.sample, len(answers)))
