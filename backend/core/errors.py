@@ -197,9 +197,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.connection_invalidated or causes & _CONNECTION_LOST:
             log.warning("database connection lost", detail=str(exc.orig), path=request.url.path)
             return problem(
-                503,
-                "database-unavailable",
-                "Database unavailable",
+                DatabaseUnavailable.status,
+                DatabaseUnavailable.type,
+                DatabaseUnavailable.title,
                 "the database connection was lost; retry",
                 request.url.path,
                 retry_after=DATABASE_RETRY_SECONDS,
