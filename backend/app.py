@@ -17,7 +17,7 @@ from backend.admin.router import router as admin_router
 from backend.auth.router import router as auth_router
 from backend.core.db import unit_of_work
 from backend.core.deps import limit_by_ip
-from backend.core.errors import PROBLEM_RESPONSES, install_problem_handlers
+from backend.core.errors import PROBLEM_RESPONSES, declare_problem_json, install_problem_handlers
 from backend.core.http import RequestContext
 from backend.core.logging import configure_logging
 from backend.core.settings import Settings, get_settings
@@ -99,6 +99,8 @@ def create_app(settings: Settings | None = None, signer: PayloadSigner | None = 
         responses=PROBLEM_RESPONSES,
     )
     install_problem_handlers(app)
+    fastapi_openapi = app.openapi
+    app.openapi = lambda: declare_problem_json(fastapi_openapi())  # type: ignore[method-assign]
     for router in ROUTERS:
         app.include_router(router)
 

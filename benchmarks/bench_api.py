@@ -25,8 +25,9 @@ runs, uses aiohttp.
 The last line reads `register_rps=N me_rps=N health_rps=N` (successful responses per second
 achieved at the offered rate). The generator shares the machine's cores with the API,
 PostgreSQL, Redis and the signer: figures are for this whole stack on one machine. Each run
-also reports the CPU time the API's processes (and the signer's) spent per request, from
-/proc: a cost that other load on the machine inflates far less than requests per second.
+also reports the CPU time the API's processes, the signer's and the database's backends
+spent per request, from /proc: a cost that other load on the machine inflates far less than
+requests per second.
 
 TEST-ONLY keys: Anvil's public dev keys; nothing here touches a real chain.
 """
@@ -100,6 +101,32 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def backends_cpu_seconds(database: str) -> dict[int, float]:
+    """User + system CPU time of each PostgreSQL backend serving `database`, by pid (Linux
+    /proc: a backend's title names its database; empty where it is not available)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not title.startswith("postgres: ") or f" {database} " not in title:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def cpu_seconds(target: int | str) -> dict[int, float]:
+    """CPU seconds by pid of `target`: a process tree (its pid) or a database's backends."""
+    if isinstance(target, str):
+        return backends_cpu_seconds(target)
+    return {target: tree_cpu_seconds(target)}
+
+
 @dataclass
 class Run:
     name: str
@@ -140,12 +167,13 @@ async def open_loop(
     rate: float,
     duration: float,
     fire: Callable[[int], Awaitable[bool]],
-    watch: dict[str, int] | None = None,
+    watch: dict[str, int | str] | None = None,
 ) -> Run:
     """Fire request i at t0 + i/rate for `duration` s, whatever the answers' pace; the CPU
-    time each process of `watch` (name -> pid, with its children) spent meanwhile."""
+    time each process of `watch` (name -> pid, with its children; or a database name: its
+    backends) spent meanwhile."""
     watch = watch or {}
-    cpu_before = {name: tree_cpu_seconds(pid) for name, pid in watch.items()}
+    cpu_before = {process: cpu_seconds(target) for process, target in watch.items()}
     loop = asyncio.get_running_loop()
     total = int(rate * duration)
     latencies: list[float] = []
@@ -171,7 +199,10 @@ async def open_loop(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, scheduled)))
     await asyncio.gather(*tasks)
-    cpu = {name: tree_cpu_seconds(pid) - cpu_before[name] for name, pid in watch.items()}
+    cpu = {}
+    for process, target in watch.items():
+        after, before = cpu_seconds(target), cpu_before[process]
+        cpu[process] = sum(t - before.get(pid, 0.0) for pid, t in after.items())
     elapsed = max(outcome["last"] - t0, duration)
     return Run(name, rate, int(outcome["ok"]), int(outcome["failed"]), elapsed, latencies, cpu)
 
@@ -224,7 +255,7 @@ async def measure(
     keyed: list[LocalAccount],
     participants: int,
     args: argparse.Namespace,
-    watch: dict[str, int],
+    watch: dict[str, int | str],
 ) -> tuple[Run, Run, Run, list[tuple[LocalAccount, dict[str, Any]]]]:
     rng = random.Random(7)
     connector = aiohttp.TCPConnector(limit=512)
@@ -402,6 +433,11 @@ def main() -> None:
             audit_log=work / "signer-audit.jsonl",
             token=token,
             database_url=db_url,
+            # The signer's own cap on registrations signed (policy, default 100/s) sized for
+            # the rate offered, as a deployment expecting that rate would size it.
+            extra_env={
+                "AUTOPOOL_SIGNER_RATE_LIMIT_REGISTRATION": f"{2 * args.register_rate:.0f}/second"
+            },
         )
         env["AUTOPOOL_SIGNER_URL"] = signer.url
         port = free_port()
@@ -446,7 +482,7 @@ def main() -> None:
                 keyed,
                 args.participants,
                 args,
-                {"API": procs[-1].pid, "signer": signer.process.pid},
+                {"API": procs[-1].pid, "signer": signer.process.pid, "database": db_name},
             )
         )
         sent_ok = send_samples(w3, samples)

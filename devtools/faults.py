@@ -44,7 +44,15 @@ from devtools import scenario
 from devtools.anvil import DEV_PRIVATE_KEYS
 from devtools.replicas import ReplicaTransport, problem_type
 from devtools.scenario import Dapp, Report, Wallet
-from devtools.stack import ADMIN_KEY, COMPANY_KEY, SENDER_KEY, RedisServer, Stack, local_stack
+from devtools.stack import (
+    ADMIN_KEY,
+    COMPANY_KEY,
+    SENDER_KEY,
+    RedisServer,
+    Stack,
+    local_stack,
+    wait_http,
+)
 
 console = Console(width=120)
 # Blocks below the head before the listener settles an event. A reorg replaces at most
@@ -357,9 +365,13 @@ class Injector:
         await self.restart("worker", self.rng.uniform(0, 2))
 
     async def kill_api(self) -> None:
-        name = f"api-{self.api_turn % len(self.stack.api_ports)}"
+        """The replica counts as back once it answers /health, as behind a load balancer's
+        health check (the dapp's requests meanwhile go to the other replica): a fault that
+        follows may address it directly (`signer_outage`), never while it is still booting."""
+        turn = self.api_turn % len(self.stack.api_ports)
         self.api_turn += 1
-        await self.restart(name, self.rng.uniform(0, 2))
+        await self.restart(f"api-{turn}", self.rng.uniform(0, 2))
+        await asyncio.to_thread(wait_http, f"{self.stack.api_urls[turn]}/health", 60)
 
     async def kill_signer(self) -> None:
         await self.restart("signer")
@@ -1044,6 +1056,8 @@ def main() -> None:
                 scenario_main(args, local.stack, local.redis, local.anvil.rpc_url, local.db_name)
             )
         except Exception as exc:
+            # Where it came from, not only what: a CI log is all a flaky failure leaves.
+            console.print_exception(max_frames=20)
             console.print(f"[red]FAILED[/red] (seed {args.seed}): {type(exc).__name__}: {exc}")
         local.keep = code != 0 or args.keep
     sys.exit(code)

@@ -6,7 +6,9 @@ TEST/DEV ONLY: `start_signer_process` runs the signer with the raw-key backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +46,21 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Stop a process started in a session of its own (`start_new_session=True`) and its
+    children: SIGTERM to the leader only, SIGKILL to the whole group if it has not exited within
+    `timeout` seconds, and SIGKILL to what is left of the group either way. The leader stops its
+    own children: a Dramatiq worker process that receives a second SIGTERM (one from a signal
+    to the group, one forwarded by its parent) exits at once, in the middle of its message."""
+    if process.poll() is None:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @dataclass

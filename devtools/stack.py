@@ -27,7 +27,7 @@ from web3 import Web3
 
 from devtools.anvil import DEV_PRIVATE_KEYS, AnvilNode, start_anvil
 from devtools.deploy import deploy_autopool
-from devtools.processes import REPO_ROOT, SignerProcess, free_port, start_signer_process
+from devtools.processes import REPO_ROOT, SignerProcess, free_port, start_signer_process, stop_group
 
 DEVNET_CAP_WEI = 10_000_000 * 10**18
 DEMO_PLAN = REPO_ROOT / "devtools" / "plans" / "demo.json"
@@ -260,16 +260,7 @@ class Stack:
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    proc.terminate()
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill(name)
+            stop_group(proc, timeout=10)
         if self.signer is not None:
             self.signer.stop()
 

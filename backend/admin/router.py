@@ -93,7 +93,7 @@ async def manual_placement(
         session, res, admin, body.wallet, body.referrer, body.slot
     )
     await commit(session)  # the lease (and its audit row) before the signer is asked
-    pending = await users.sign_payload(session, res.signer, pending)
+    pending = await users.sign_payload(res, pending)
     return users.registration_out(res, pending)
 
 

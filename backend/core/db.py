@@ -73,14 +73,15 @@ def make_sessionmaker(
     return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
-class ReadPool:
-    """asyncpg connections for the API's hottest reads, each one statement (`GET /users/me`):
-    no transaction (one statement sees one snapshot without BEGIN and COMMIT), no SQLAlchemy
-    session or pool bookkeeping, no reset round trip when a connection goes back. On this
-    machine a pooled SQLAlchemy read of `/users/me` cost about 850 µs of CPU, this 150 µs
-    (docs/benchmarks.md, API). Only for reads: nothing here may change session state (a SET,
-    a LISTEN, a lock), since connections are handed back without a reset.
-
+class StatementPool:
+    """asyncpg connections for the API's hottest statements, each its own transaction (no
+    BEGIN, no COMMIT: a statement sees one snapshot, and commits, alone): `GET /users/me`'s
+    read, and a registration's one-statement lease (`autopool_register_wallet`, whose lease
+    lock is released as the statement ends). No SQLAlchemy session or pool bookkeeping, no
+    reset round trip when a connection goes back. On this machine a pooled SQLAlchemy read of
+    `/users/me` cost about 850 µs of CPU, this 150 µs (docs/benchmarks.md, API). Nothing run
+    here may leave session state behind (a SET, a LISTEN, a session-level lock): connections
+    are handed back without a reset; transaction-level locks end with the statement.
     Connections open on first use (at most `max_size`, idle ones closed after 5 minutes); a
     connection the server closed (a terminated backend, a restart) is replaced when taken.
     `jsonb` arrives decoded."""
@@ -146,7 +147,7 @@ async def _decode_json(conn: asyncpg.Connection) -> None:
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """asyncpg's default reset (RESET ALL, UNLISTEN, advisory unlocks, …: a round trip per
-    request) has nothing to undo after a plain SELECT; an open transaction is still rolled
+    request) has nothing to undo after a one-statement transaction; an open one is still rolled
     back by the pool before this runs."""
 
 

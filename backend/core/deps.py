@@ -16,7 +16,7 @@ from fastapi.dependencies.models import Dependant
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from backend.core.db import ReadPool, unit_of_work
+from backend.core.db import StatementPool, unit_of_work
 from backend.core.ratelimit import Check, enforce, enforce_all
 from backend.core.security import OPERATORS, READERS, Forbidden, Principal, Role, Unauthorized
 from backend.core.settings import Settings
@@ -39,9 +39,9 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_reads(resources: ResourcesDep) -> ReadPool:
-    """Reads of one statement for the hottest routes, without a session (`ReadPool`)."""
-    return resources.reads
+async def get_statements(resources: ResourcesDep) -> StatementPool:
+    """Reads of one statement for the hottest routes, without a session (`StatementPool`)."""
+    return resources.statements
 
 
 async def get_settings_dep(resources: ResourcesDep) -> Settings:
@@ -53,7 +53,7 @@ async def get_signer(resources: ResourcesDep) -> PayloadSigner:
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
-Reads = Annotated[ReadPool, Depends(get_reads)]
+Statements = Annotated[StatementPool, Depends(get_statements)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Signer = Annotated[PayloadSigner, Depends(get_signer)]
 

@@ -70,6 +70,23 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+def declare_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare every error response of an OpenAPI document as `application/problem+json`, the
+    type the handlers send, with its schema (FastAPI files a response model under
+    `application/json`, and none for a route of another response class). Idempotent:
+    `schema` is changed in place and returned."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content")
+                if not status.isdigit() or int(status) < 400 or not content:
+                    continue
+                body = content.get("application/json") or content.get(PROBLEM_JSON) or {}
+                body.setdefault("schema", {"$ref": "#/components/schemas/Problem"})
+                response["content"] = {PROBLEM_JSON: body}
+    return schema
+
+
 class AppError(Exception):
     status: ClassVar[int] = 400
     type: ClassVar[str] = "bad-request"

@@ -22,7 +22,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from backend.chain.contract import AutoPoolABI
 from backend.chain.signer_client import Signature, SignerClient
-from backend.core.db import ReadPool, make_engine, make_sessionmaker
+from backend.core.db import StatementPool, make_engine, make_sessionmaker
 from backend.core.security import TokenCodec
 from backend.core.settings import Settings, get_settings
 from backend.plan.config import DEFAULT_PLAN_PATH, PlanConfig, load_plan
@@ -44,7 +44,7 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    reads: ReadPool  # one-statement reads of the hottest routes (backend.core.db.ReadPool)
+    statements: StatementPool  # one-statement reads and writes of the hottest routes
     w3: AsyncWeb3[Any]
     signer: PayloadSigner
     abi: AutoPoolABI
@@ -61,7 +61,7 @@ class Resources:
             await self._owned_signer.aclose()
         await self.redis.aclose()
         await self.w3.provider.disconnect()
-        await self.reads.aclose()
+        await self.statements.aclose()
         await self.engine.dispose()
 
 
@@ -81,7 +81,7 @@ def build_resources(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine, {"publisher": redis}),
-        reads=ReadPool(settings.database_url.get_secret_value()),
+        statements=StatementPool(settings.database_url.get_secret_value()),
         w3=AsyncWeb3(AsyncHTTPProvider(settings.rpc_url)),
         signer=signer,
         abi=AutoPoolABI(settings.contract_address),

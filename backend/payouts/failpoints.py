@@ -25,4 +25,7 @@ def failpoint(name: str) -> None:
         return
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] >= int(nth or 1):
+        # Straight to file descriptor 2, not through sys.stderr: a Dramatiq worker's sys.stderr
+        # is a pipe its parent reads, and the parent may stop reading before it drains.
+        os.write(2, f"failpoint {spec}: SIGKILL\n".encode())
         os.kill(os.getpid(), signal.SIGKILL)

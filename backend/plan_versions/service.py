@@ -16,6 +16,9 @@ from backend.plan_versions import repository as repo
 from backend.plan_versions.errors import PlanVersionTaken, UnknownPlan
 
 _by_hash: dict[str, PlanConfig] = {}  # documents are immutable, so a process may cache them
+# The plan this process last read as in force: a guess, for callers that check it in the same
+# statement that uses it (autopool_register_wallet), never the answer itself.
+_last_in_force: dict[str, tuple[PlanConfig, str]] = {}
 
 
 async def publish(session: AsyncSession, plan: PlanConfig) -> str:
@@ -87,4 +90,12 @@ async def in_force(session: AsyncSession) -> tuple[PlanConfig, str]:
     row = await repo.in_force(session)
     if row is None:
         raise UnknownPlan("no plan is in force: publish one (the API does at start)")
-    return await by_hash(session, row.plan_hash), row.plan_hash
+    plan = await by_hash(session, row.plan_hash)
+    _last_in_force["plan"] = (plan, row.plan_hash)
+    return plan, row.plan_hash
+
+
+def last_in_force() -> tuple[PlanConfig, str] | None:
+    """The plan (and hash) `in_force` last returned in this process, if any: possibly out of
+    date, so only for a statement that checks it against `plan_in_force()` itself."""
+    return _last_in_force.get("plan")

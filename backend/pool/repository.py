@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -22,8 +22,7 @@ from backend.models import (
 )
 
 # Built once: an alias made per call has its column collection rebuilt and adapted on every
-# statement, which was a sixth of a registration's CPU in the API (lowest_hole).
-_PARENT = aliased(PoolNode, name="parent_node")
+# statement (it was a sixth of a registration's CPU in the API when the hole search used one).
 _CHILD = aliased(PoolNode, name="child_node")
 
 
@@ -31,75 +30,56 @@ async def pool_for_update(session: AsyncSession, level: int) -> Pool | None:
     return await session.scalar(select(Pool).where(Pool.level == level).with_for_update())
 
 
-# The two kinds of hole, each found through an index whatever the planner estimates: the lowest
-# free slot (walking `ix_slot_leases_level_status_slot` in slot order), and the lapsed leases
-# (walking `ix_slot_leases_lapsing` in deadline order: they are its prefix below `now`, and they
-# are few, since a lapsed lease is the next registration's slot). The lapsed walk is capped;
-# past the cap the full query decides. Filtering `deadline < now` over `status = 'leased'` by
-# slot order instead scanned every live lease inside the lease lock (77 ms at 200,000).
-_LAPSED_CAP = 1_000
-_HOLES = text(
-    """
-    SELECT
-      (SELECT l.slot FROM slot_leases l
-         JOIN pool_nodes p ON p.level = 1 AND p.slot = (l.slot - 1) / 2
-        WHERE l.level = 1 AND l.status = 'free' ORDER BY l.slot LIMIT 1) AS free,
-      ARRAY(SELECT x.slot FROM
-              (SELECT slot FROM slot_leases
-                WHERE level = 1 AND status = 'leased' AND deadline < :now
-                ORDER BY deadline LIMIT :cap) x
-            WHERE EXISTS (SELECT 1 FROM pool_nodes p
-                           WHERE p.level = 1 AND p.slot = (x.slot - 1) / 2)) AS lapsed,
-      (SELECT count(*) FROM
-         (SELECT 1 FROM slot_leases
-           WHERE level = 1 AND status = 'leased' AND deadline < :now
-           ORDER BY deadline LIMIT :cap + 1) y) AS lapsed_seen
-    """
+# The holes are found through two indexes whatever the planner estimates: the lowest free slot
+# (`ix_slot_leases_level_status_slot` in slot order) and the lapsed leases
+# (`ix_slot_leases_lapsing` in deadline order: a prefix below `now`, and few, since a lapsed
+# lease is the next registration's slot). Past LAPSED_CAP lapsed leases one query that may
+# scan every live lease decides. Walking live leases in slot order instead cost 77 ms inside
+# the lease lock at 200,000.
+LAPSED_CAP = 1_000
+_LEASE_LEVEL1 = text(
+    "SELECT outcome, slot, lapsed_transaction, first_fresh FROM autopool_lease_level1("
+    ":now, :user_id, :referrer_id, :transaction_id, :deadline, :lapsed_cap)"
 )
 
 
-async def lowest_hole(session: AsyncSession, now: int) -> SlotLease | None:
-    """The lowest level-1 slot below the high-water mark that is free (its lease lapsed, or it
-    was passed over) and whose parent is confirmed, locked. A lease lapses when a confirmed
-    block is past its deadline: its payload can never execute any more."""
-    free, lapsed, seen = (await session.execute(_HOLES, {"now": now, "cap": _LAPSED_CAP})).one()
-    if seen > _LAPSED_CAP:
-        return await _lowest_hole_scanning(session, now)
-    candidates = [s for s in (free, *lapsed) if s is not None]
-    if not candidates:
-        return None
-    return await session.scalar(
-        select(SlotLease)
-        .where(SlotLease.level == 1, SlotLease.slot == min(candidates))
-        .with_for_update()
-    )
-
-
-async def _lowest_hole_scanning(session: AsyncSession, now: int) -> SlotLease | None:
-    """`lowest_hole` in one query that may scan every live lease (more lapsed than the cap)."""
-    parent = _PARENT
-    return await session.scalar(
-        select(SlotLease)
-        .join(parent, and_(parent.level == 1, parent.slot == (SlotLease.slot - 1) // 2))
-        .where(
-            SlotLease.level == 1,
-            or_(
-                SlotLease.status == LeaseStatus.FREE,
-                (SlotLease.status == LeaseStatus.LEASED) & (SlotLease.deadline < now),
-            ),
+async def lease_level1(
+    session: AsyncSession,
+    *,
+    now: int,
+    user_id: int,
+    referrer_id: int,
+    transaction_id: int | None,
+    deadline: int,
+    lapsed_cap: int = LAPSED_CAP,
+) -> tuple[str, int | None, int | None, int | None]:
+    """The lease rule, run by PostgreSQL (`autopool_lease_level1`, migration 0012): outcome
+    ('leased', 'no-pool', 'waiting'), slot, lapsed payload, high-water mark. The caller holds
+    the lease lock. Rows of `pools` and `slot_leases` this session holds are expired: the
+    function changed them behind the ORM's back."""
+    await session.flush()
+    row = (
+        await session.execute(
+            _LEASE_LEVEL1,
+            {
+                "now": now,
+                "user_id": user_id,
+                "referrer_id": referrer_id,
+                "transaction_id": transaction_id,
+                "deadline": deadline,
+                "lapsed_cap": lapsed_cap,
+            },
         )
-        .order_by(SlotLease.slot)
-        .limit(1)
-        .with_for_update(of=SlotLease)
-    )
+    ).one()
+    _expire_leases(session)
+    return row.outcome, row.slot, row.lapsed_transaction, row.first_fresh
 
 
-async def confirmed_slots(session: AsyncSession, level: int, first: int, last: int) -> set[int]:
-    """The slots in [first, last] of `level` that hold a confirmed node."""
-    rows = await session.scalars(
-        select(PoolNode.slot).where(PoolNode.level == level, PoolNode.slot.between(first, last))
-    )
-    return set(rows)
+def _expire_leases(session: AsyncSession) -> None:
+    """Forget what this session holds of `pools` and `slot_leases` (changed by SQL functions)."""
+    for held in list(session.identity_map.values()):
+        if isinstance(held, Pool | SlotLease):
+            session.expire(held)
 
 
 async def lease_of_slot(session: AsyncSession, level: int, slot: int) -> SlotLease | None:

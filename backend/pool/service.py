@@ -31,7 +31,6 @@ from backend.pool import repository as repo
 from backend.pool.errors import ParentEmpty, SlotTaken, SlotUnavailable
 
 # How many slots above the high-water mark one query checks for a confirmed parent.
-_SCAN_WINDOW = 64
 
 
 @dataclass(frozen=True)
@@ -46,32 +45,6 @@ async def lock_leases(session: AsyncSession) -> None:
     await advisory_xact_lock(session, LOCK_LEVEL1_LEASES)
 
 
-async def _next_fresh_slot(session: AsyncSession) -> tuple[int, list[int]]:
-    """The lowest slot at or above the high-water mark whose parent is confirmed, and the slots
-    passed over on the way (their parent is leased but not confirmed yet)."""
-    pool = await repo.pool_for_update(session, 1)
-    if pool is None:
-        raise SlotUnavailable("the pool is not initialised (no company root)")
-    first = slot = pool.next_slot
-    passed: list[int] = []
-    while True:
-        low = parent_slot(slot)
-        if low >= first:  # never leased, so never confirmed: nothing further up can be leased
-            raise SlotUnavailable(
-                f"every free level-1 slot waits for its parent to be confirmed (from slot {first})",
-                retry_after=SLOT_RETRY_SECONDS,
-            )
-        confirmed = await repo.confirmed_slots(session, 1, low, low + _SCAN_WINDOW)
-        for _ in range(2 * _SCAN_WINDOW):
-            if parent_slot(slot) in confirmed:
-                pool.next_slot = slot + 1
-                return slot, passed
-            passed.append(slot)
-            slot += 1
-            if parent_slot(slot) >= first:
-                break
-
-
 async def lease_slot(
     session: AsyncSession,
     *,
@@ -81,27 +54,36 @@ async def lease_slot(
     transaction_id: int,
     deadline: int,
 ) -> LeaseTaken:
-    """Lease the lowest leasable level-1 slot to `user_id` until `deadline`. `now` is the
-    timestamp of the newest confirmed block. The caller holds `lock_leases`."""
-    hole = await repo.lowest_hole(session, now)
-    if hole is not None:
-        lapsed = hole.transaction_id if hole.status == LeaseStatus.LEASED else None
-        hole.user_id, hole.referrer_id, hole.transaction_id = user_id, referrer_id, transaction_id
-        hole.deadline, hole.status = deadline, LeaseStatus.LEASED
-        return LeaseTaken(hole.slot, lapsed)
-    slot, passed = await _next_fresh_slot(session)
-    repo.add_free_slots(session, 1, passed)
-    repo.add_lease(
+    """Lease the lowest leasable level-1 slot to `user_id` until `deadline`: the lowest hole
+    (a free slot, or a lapsed lease's) whose parent is confirmed, else the lowest slot at the
+    high-water mark whose parent is confirmed (the ones passed over become holes). `now` is the
+    timestamp of the newest confirmed block. The caller holds `lock_leases`. The rule runs in
+    PostgreSQL (`autopool_lease_level1`, migration 0012), one statement inside the lock."""
+    outcome, slot, lapsed, first = await repo.lease_level1(
         session,
-        1,
-        slot,
-        LeaseStatus.LEASED,
+        now=now,
         user_id=user_id,
         referrer_id=referrer_id,
         transaction_id=transaction_id,
         deadline=deadline,
     )
-    return LeaseTaken(slot, None)
+    return lease_taken(outcome, slot, lapsed, first)
+
+
+def lease_taken(
+    outcome: str, slot: int | None, lapsed: int | None, first: int | None
+) -> LeaseTaken:
+    """The lease function's outcome as a `LeaseTaken`, or the refusal it means."""
+    if outcome == "no-pool":
+        raise SlotUnavailable("the pool is not initialised (no company root)")
+    if outcome == "waiting":
+        raise SlotUnavailable(
+            f"every free level-1 slot waits for its parent to be confirmed (from slot {first})",
+            retry_after=SLOT_RETRY_SECONDS,
+        )
+    if outcome != "leased" or slot is None:
+        raise InconsistentState(f"lease function answered {outcome!r}")
+    return LeaseTaken(slot, lapsed)
 
 
 async def live_lease(session: AsyncSession, user_id: int) -> SlotLease | None:

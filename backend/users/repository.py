@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+import asyncpg
 from asyncpg import Record
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.db import ReadPool
+from backend.core.db import StatementPool
 from backend.models import (
     Freeze,
     PayloadKind,
@@ -55,6 +57,76 @@ async def create_pending(session: AsyncSession, wallet: str, referrer_id: int | 
     return user
 
 
+_REGISTER_WALLET = (
+    "SELECT outcome, transaction_id, nonce, slot, deadline, held, first_fresh "
+    "FROM autopool_register_wallet($1, $2, $3, $4, $5, $6, $7, $8)"
+)
+_NO_SLOT = "AP001"  # autopool_register_wallet found no slot (migration 0012)
+
+
+@dataclass(frozen=True)
+class WalletLease:
+    """What `autopool_register_wallet` answered (migration 0012)."""
+
+    outcome: str  # leased | general | too-many-leases | no-pool | waiting
+    transaction_id: int | None = None
+    nonce: int | None = None
+    slot: int | None = None
+    deadline: int | None = None
+    held: int | None = None
+    first_fresh: int | None = None
+
+
+async def register_wallet(
+    statements: StatementPool,
+    *,
+    wallet: str,
+    referrer_wallet: str,
+    client_ip: str | None,
+    max_per_ip: int,
+    lease_seconds: int,
+    plan_hash: str,
+    amount: int,
+    placement_amount: int,
+) -> WalletLease:
+    """A registration in one statement, its own transaction (migration 0012): the sponsor and
+    the plan in force checked, lease lock, the pending user locked (or created), the address's
+    unpaid leases, payload row, slot (the lease rule), pending placement, all committed.
+    Outcome `general` when the wallet is registered, frozen or holds a lease, the sponsor may
+    not sponsor, or `plan_hash` is not in force (nothing written: the general path decides);
+    a refusal writes nothing. Amounts travel as decimal strings (exact)."""
+    try:
+        row = await statements.fetchrow(
+            _REGISTER_WALLET,
+            wallet,
+            referrer_wallet,
+            client_ip,
+            max_per_ip,
+            lease_seconds,
+            plan_hash,
+            str(amount),
+            str(placement_amount),
+        )
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) != _NO_SLOT:
+            raise
+        detail = getattr(exc, "detail", None) or ""
+        return WalletLease(str(exc.args[0]), first_fresh=int(detail) if detail else None)
+    if row is None:
+        raise RuntimeError("autopool_register_wallet returned no row")
+    return WalletLease(*row)
+
+
+async def store_signature_now(statements: StatementPool, payload_id: int, signature: str) -> None:
+    """Record the signer's signature once (signing is deterministic: a retry gets the same),
+    a statement of its own: the payload row is committed before the signer is asked."""
+    await statements.fetchrow(
+        "UPDATE transactions SET signature = $2 WHERE id = $1 AND signature IS NULL",
+        payload_id,
+        signature,
+    )
+
+
 async def ensure_user(session: AsyncSession, wallet: str, role: str = UserRole.USER) -> User:
     """The user with `wallet`, created (pending) if unknown, locked; safe under concurrency."""
     await session.execute(
@@ -76,15 +148,6 @@ async def payload_by_id(session: AsyncSession, payload_id: int) -> Transaction |
 async def payload_by_nonce(session: AsyncSession, nonce: int) -> Transaction | None:
     return await session.scalar(
         select(Transaction).where(Transaction.nonce == nonce).with_for_update()
-    )
-
-
-async def store_signature(session: AsyncSession, payload_id: int, signature: str) -> None:
-    """Record the signer's signature once (signing is deterministic: a retry gets the same)."""
-    await session.execute(
-        update(Transaction)
-        .where(Transaction.id == payload_id, Transaction.signature.is_(None))
-        .values(signature=signature)
     )
 
 
@@ -250,7 +313,7 @@ _ME = """
     """
 
 
-async def me_row(reads: ReadPool, user_id: int) -> Record | None:
+async def me_row(reads: StatementPool, user_id: int) -> Record | None:
     """The row behind `GET /users/me` (see `_ME`), or None for an unknown id."""
     return await reads.fetchrow(_ME, user_id)
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from backend.core.db import after_commit, commit
-from backend.core.deps import CurrentUser, Reads, ResourcesDep, Session, client_ip
+from backend.core.deps import CurrentUser, ResourcesDep, Session, Statements, client_ip
 from backend.core.errors import Conflict
 from backend.core.http import built
 from backend.core.security import Forbidden, Principal
@@ -44,16 +44,16 @@ def _readable(principal: Principal, user_id: int) -> None:
 
 
 @router.get("/me", response_model=MeOut)
-async def me(reads: Reads, principal: CurrentUser) -> Response:
+async def me(statements: Statements, principal: CurrentUser) -> Response:
     """The signed-in participant: status, balances by type and status, referral counts, pool
     positions and any registration awaiting payment. Every figure comes from the ledger."""
-    return built(await service.me(reads, principal))
+    return built(await service.me(statements, principal))
 
 
 @router.post("/register", response_model=RegistrationOut)
 async def register(
     body: RegisterIn, request: Request, session: Session, res: ResourcesDep, principal: CurrentUser
-) -> RegistrationOut:
+) -> Response:
     """Lease the lowest free level-1 slot for the signed-in wallet and return the signed
     registration for it to send. Retrying while the lease is live returns the same payload."""
     if body.wallet is not None and body.wallet != principal.wallet:
@@ -62,17 +62,18 @@ async def register(
     # lease lock lets one through anyway, and a crowd of waiters would each hold a connection
     # and slow the holder's every round trip on this process's event loop.
     async with res.registrations:
-        pending = await service.reserve_registration(
+        pending = await service.lease_registration(
             session, res, principal.wallet, body.referrer, client_ip=client_ip(request)
         )
         if pending.signature is None:
             # The lease is made durable (and the lease lock released) before the signer is
             # asked: registrations do not queue behind each other's signer round trip, and
-            # the signer can check the lease it signs for.
+            # the signer can check the lease it signs for. (The common case committed already,
+            # in its own statement: the session has nothing to commit.)
             await commit(session)
     if pending.signature is None:
-        pending = await service.sign_payload(session, res.signer, pending)
-    return service.registration_out(res, pending)
+        pending = await service.sign_payload(res, pending)
+    return built(service.registration_out(res, pending))
 
 
 @router.post("/register/confirm", response_model=ConfirmOut)
@@ -94,7 +95,7 @@ async def retopup(
     pending = await service.reserve_retopup(session, res, user_id)
     if pending.signature is None:
         await commit(session)  # the payload row is durable before the signer checks it
-        pending = await service.sign_payload(session, res.signer, pending)
+        pending = await service.sign_payload(res, pending)
     return service.retopup_out(res, pending)
 
 

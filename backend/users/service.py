@@ -2,10 +2,13 @@
 when a registration or retopup is final.
 
 A registration request runs in two steps so the lease lock is never held across the signer
-call: `reserve_registration` validates, leases the slot and writes the pending payload (the
-caller commits: the lease is then durable and the signer can see it); `sign_registration` asks
-the signer and stores the signature. A wallet retrying while its lease is live gets the same
-payload (signed again if the first answer was lost: signing is deterministic).
+call: `lease_registration` validates, leases the slot and writes the pending payload, made
+durable before the signer is asked (the signer checks it); `sign_payload` asks the signer and
+stores the signature. The lease step of the common case (`register_at_once`) is one statement
+in PostgreSQL (`autopool_register_wallet`, migration 0012); every other case takes
+`reserve_registration` in the caller's session, which the caller commits. A wallet retrying
+while its lease is live gets the same payload (signed again if the first answer was lost:
+signing is deterministic).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.db import EIP712_NONCE_SEQ, ReadPool, next_value
+from backend.core.db import EIP712_NONCE_SEQ, StatementPool, next_value
 from backend.core.security import Principal
-from backend.core.wiring import PayloadSigner, Resources
+from backend.core.wiring import Resources
 from backend.models import PayloadKind, PayloadStatus, RewardStatus, Transaction, User, UserStatus
 from backend.monitoring import service as monitoring
 from backend.plan.errors import InconsistentState
@@ -159,11 +162,7 @@ async def reserve_registration(
             session, client_ip, confirmed_time, res.settings.max_live_leases_per_ip
         )
         if held >= res.settings.max_live_leases_per_ip:
-            raise TooManyUnpaidLeases(
-                f"{held} unpaid registrations from this address are still live: pay or let "
-                "them lapse first",
-                retry_after=res.settings.lease_seconds,
-            )
+            raise _too_many_leases(res, held)
     if user is None:
         user = await repo.create_pending(session, wallet, referrer.id)
     else:
@@ -195,15 +194,9 @@ async def reserve_registration(
     )
     if taken.lapsed_payload_id is not None:
         await _expire_payload(session, taken.lapsed_payload_id)
-    payload_row.payload = {
-        "user": wallet,
-        "referrer": referrer.wallet,
-        "slot": str(taken.slot),
-        "amount": str(amount),
-        "planHash": plan_hash,
-        "nonce": str(nonce),
-        "deadline": deadline,
-    }
+    payload_row.payload = _registration_payload(
+        wallet, referrer.wallet, taken.slot, amount, plan_hash, nonce, deadline
+    )
     await pool.add_pending_placement(
         session,
         user_id=user.id,
@@ -216,18 +209,94 @@ async def reserve_registration(
     return PendingPayload("Registration", payload_row.id, payload_row.payload, None)
 
 
-async def sign_payload(
-    session: AsyncSession, signer: PayloadSigner, pending: PendingPayload
+def _too_many_leases(res: Resources, held: int) -> TooManyUnpaidLeases:
+    return TooManyUnpaidLeases(
+        f"{held} unpaid registrations from this address are still live: pay or let them "
+        "lapse first",
+        retry_after=res.settings.lease_seconds,
+    )
+
+
+def _registration_payload(
+    wallet: str, referrer: str, slot: int, amount: int, plan_hash: str, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """The EIP-712 Registration message as stored and signed (uint256 fields as decimal
+    strings)."""
+    return {
+        "user": wallet,
+        "referrer": referrer,
+        "slot": str(slot),
+        "amount": str(amount),
+        "planHash": plan_hash,
+        "nonce": str(nonce),
+        "deadline": deadline,
+    }
+
+
+async def lease_registration(
+    session: AsyncSession,
+    res: Resources,
+    wallet: str,
+    referrer_wallet: str,
+    *,
+    client_ip: str | None = None,
 ) -> PendingPayload:
-    """Have the signer sign the pending payload and store the signature."""
+    """A registration request's lease (`POST /users/register`): `register_at_once` for the
+    common case, else `reserve_registration` in `session` (the caller commits)."""
+    pending = await register_at_once(res, wallet, referrer_wallet, client_ip=client_ip)
+    if pending is None:
+        pending = await reserve_registration(
+            session, res, wallet, referrer_wallet, client_ip=client_ip
+        )
+    return pending
+
+
+async def register_at_once(
+    res: Resources, wallet: str, referrer_wallet: str, *, client_ip: str | None = None
+) -> PendingPayload | None:
+    """`reserve_registration` for a wallet that is neither registered nor frozen and holds no
+    lease (one that signed in, or one never seen), under a sponsor that may sponsor, in one
+    statement of its own (`autopool_register_wallet`): the lease lock is held for its
+    execution only. The same checks in the same order, the same rows, committed. None for any
+    other case, or before this process has read the plan in force (nothing written):
+    `reserve_registration` decides."""
+    known = plan_versions.last_in_force()
+    if known is None:
+        return None
+    plan, plan_hash = known
+    amount = plan.entry_price
+    got = await repo.register_wallet(
+        res.statements,
+        wallet=wallet,
+        referrer_wallet=referrer_wallet,
+        client_ip=client_ip,
+        max_per_ip=res.settings.max_live_leases_per_ip,
+        lease_seconds=res.settings.lease_seconds,
+        plan_hash=plan_hash,
+        amount=amount,
+        placement_amount=amount - plan.direct_amount(amount),
+    )
+    if got.outcome == "general":
+        return None
+    if got.outcome == "too-many-leases":
+        raise _too_many_leases(res, got.held or 0)
+    taken = pool.lease_taken(got.outcome, got.slot, None, got.first_fresh)
+    if got.transaction_id is None or got.nonce is None or got.deadline is None:
+        raise InconsistentState(f"registration of {wallet} leased slot {taken.slot} unrecorded")
+    payload = _registration_payload(
+        wallet, referrer_wallet, taken.slot, amount, plan_hash, got.nonce, got.deadline
+    )
+    return PendingPayload("Registration", got.transaction_id, payload, None)
+
+
+async def sign_payload(res: Resources, pending: PendingPayload) -> PendingPayload:
+    """Have the signer sign the pending payload (its row is committed: the signer checks it)
+    and store the signature, a statement of its own."""
     if pending.signature is not None:
         return pending
-    signed = await signer.sign(pending.primary_type, pending.payload)
-    await repo.store_signature(session, pending.payload_id, signed.signature)
+    signed = await res.signer.sign(pending.primary_type, pending.payload)
+    await repo.store_signature_now(res.statements, pending.payload_id, signed.signature)
     return replace(pending, signature=signed.signature)
-
-
-sign_registration = sign_payload
 
 
 def registration_out(res: Resources, pending: PendingPayload) -> RegistrationOut:
@@ -461,7 +530,7 @@ async def require(session: AsyncSession, user_id: int) -> User:
     return user
 
 
-async def me(reads: ReadPool, principal: Principal) -> MeOut:
+async def me(reads: StatementPool, principal: Principal) -> MeOut:
     """Everything a participant sees of itself, from the ledger, read in one statement."""
     row = await repo.me_row(reads, principal.user_id)
     if row is None:

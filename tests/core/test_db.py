@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from backend.core.db import ReadPool, make_engine
+from backend.core.db import StatementPool, make_engine
 from backend.core.errors import DatabaseUnavailable
 
 
@@ -65,7 +65,7 @@ async def test_without_the_check_the_closed_connection_would_fail_the_request(
 async def test_the_read_pool_reads_outside_a_transaction_and_decodes_jsonb(
     database_url: str,
 ) -> None:
-    reads = ReadPool(database_url, max_size=1)
+    reads = StatementPool(database_url, max_size=1)
     try:
         row = await reads.fetchrow(
             "SELECT jsonb_build_object('a', $1::int, 'b', '12345678901234567890123') AS doc,"
@@ -89,7 +89,7 @@ async def test_the_read_pool_reads_outside_a_transaction_and_decodes_jsonb(
 
 
 async def test_a_read_pool_connection_the_server_closed_is_replaced(database_url: str) -> None:
-    reads = ReadPool(database_url, max_size=1)
+    reads = StatementPool(database_url, max_size=1)
     try:
         first = await reads.fetchrow("SELECT pg_backend_pid() AS pid")
         assert first is not None
@@ -101,7 +101,7 @@ async def test_a_read_pool_connection_the_server_closed_is_replaced(database_url
 
 
 async def test_a_read_pool_that_cannot_reach_the_database_is_unavailable() -> None:
-    reads = ReadPool("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere", max_size=1)
+    reads = StatementPool("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere", max_size=1)
     try:
         with pytest.raises(DatabaseUnavailable) as refused:
             await reads.fetchrow("SELECT 1")
@@ -111,7 +111,7 @@ async def test_a_read_pool_that_cannot_reach_the_database_is_unavailable() -> No
 
 
 async def test_a_read_the_server_ends_mid_statement_is_unavailable(database_url: str) -> None:
-    reads = ReadPool(database_url, max_size=1)
+    reads = StatementPool(database_url, max_size=1)
     try:
         first = await reads.fetchrow("SELECT pg_backend_pid() AS pid")
         assert first is not None

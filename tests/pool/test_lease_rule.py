@@ -1,5 +1,6 @@
 """One lease rule (DESIGN §3): the SQL path — a registration request through the users
-service, a confirmation through the ledger — leases exactly the slot the pure reference rule
+service (a new wallet's in one statement, a known wallet's through the general path), a
+confirmation through the ledger — leases exactly the slot the pure reference rule
 `lowest_leasable_slot` names, for any sequence of leases, confirmations and lapses."""
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ START = 2_000_000_000  # the confirmed chain clock, ahead of the wall clock: dea
 Op = tuple[str, int]
 ops = st.lists(
     st.one_of(
-        st.tuples(st.just("lease"), st.integers(30, 120)),  # lease seconds
+        # Lease seconds: for a wallet never seen, one that signed in (it has a row), or one
+        # whose lease lapsed (the general path: its slot is freed first; a new wallet if none).
+        st.tuples(st.sampled_from(["lease", "lease-known", "relaunch"]), st.integers(30, 120)),
         st.tuples(st.just("confirm"), st.integers(-3, 3)),  # which live lease, from either end
         st.tuples(st.just("lapse"), st.integers(1, 150)),  # seconds the chain clock moves
     ),
@@ -48,17 +51,23 @@ async def run_sequence(
     leases: dict[int, int] = {}  # slot -> deadline (the model)
     payloads: dict[int, dict[str, object]] = {}
     for step, (op, arg) in enumerate(sequence):
-        if op == "lease":
+        if op in ("lease", "lease-known", "relaunch"):
             try:
                 expected: int | None = lowest_leasable_slot(confirmed, leases, now)
             except NoLeasableSlot:
                 expected = None
             res = replace(base, settings=base.settings.model_copy(update={"lease_seconds": arg}))
+            wallet = Account.create().address
+            lapsed = sorted(s for s, d in leases.items() if not lease_is_live(d, now))
+            if op == "relaunch" and lapsed:
+                wallet = str(payloads[lapsed[0]]["user"])
+                del leases[lapsed[0]], payloads[lapsed[0]]
+            elif op == "lease-known":
+                async with unit_of_work(sessions) as s:
+                    await users.ensure_user(s, wallet, "user")
             try:
                 async with unit_of_work(sessions) as s:
-                    pending = await users.reserve_registration(
-                        s, res, Account.create().address, company
-                    )
+                    pending = await users.lease_registration(s, res, wallet, company)
             except SlotUnavailable:
                 assert expected is None, f"step {step}: SQL found no slot, the rule says {expected}"
                 continue

@@ -7,6 +7,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
@@ -19,7 +21,11 @@ from tests.fixtures.wallets import mine
 
 
 async def test_children_wait_for_their_parent_slot_to_be_confirmed(
-    api: httpx.AsyncClient, w3: Web3, chain_sync: ChainSync, company: LocalAccount
+    api: httpx.AsyncClient,
+    w3: Web3,
+    chain_sync: ChainSync,
+    company: LocalAccount,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     first = await request_registration(api, new_wallet(w3), company.address)
     second = await request_registration(api, new_wallet(w3), company.address)
@@ -29,6 +35,11 @@ async def test_children_wait_for_their_parent_slot_to_be_confirmed(
     assert r.status_code == 503
     assert r.json()["type"].endswith("/slot-unavailable")
     assert int(r.headers["retry-after"]) > 0
+    async with sessions() as s:  # the refusal wrote nothing: two payloads, two leases
+        counts = await s.execute(
+            text("SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM slot_leases)")
+        )
+        assert tuple(counts.one()) == (2, 2)
 
 
 async def test_a_lapsed_lease_is_the_next_slot_and_its_payload_is_dead(

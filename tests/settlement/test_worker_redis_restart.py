@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import Web3
 
 from backend.core.settings import Settings
-from devtools.processes import REPO_ROOT
+from devtools.processes import REPO_ROOT, stop_group
 from devtools.stack import RedisServer
 from listener.sync import ChainSync
 from tests.fixtures.flows import sponsor_chain
@@ -71,11 +70,5 @@ async def test_the_worker_outlives_a_redis_restart_and_pays_after_it(
         assert owed.get("paid")
         assert worker.poll() is None
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+        stop_group(worker)
         redis.stop()

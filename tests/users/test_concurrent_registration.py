@@ -124,7 +124,7 @@ async def test_one_registration_at_a_time_per_process_still_serves_everyone(
 ) -> None:
     await grow_confirmed_tree(sessions, TREE)
     inside, most = 0, 0
-    reserve = service.reserve_registration
+    reserve = service.lease_registration
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         nonlocal inside, most
@@ -136,7 +136,7 @@ async def test_one_registration_at_a_time_per_process_still_serves_everyone(
         finally:
             inside -= 1
 
-    monkeypatch.setattr(service, "reserve_registration", counted)
+    monkeypatch.setattr(service, "lease_registration", counted)
     app = create_app(settings.model_copy(update={"registration_concurrency": 1}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

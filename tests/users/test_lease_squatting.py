@@ -68,7 +68,7 @@ async def test_hundreds_of_unpaid_leases_do_not_stop_another_wallet(
     try:
         for i in range(300):  # unpaid leases from 60 addresses, 5 each
             async with unit_of_work(sessions) as s:
-                await users.reserve_registration(
+                await users.lease_registration(
                     s, res, Account.create().address, company.address, client_ip=f"10.0.{i // 5}.1"
                 )
     finally:
