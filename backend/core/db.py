@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from backend.core.errors import DATABASE_RETRY_SECONDS, DatabaseUnavailable
+from backend.core.errors import DATABASE_RETRY_SECONDS, DatabaseUnavailable, connection_lost
 from backend.core.logging import log
 
 AfterCommitJob = Callable[[], Awaitable[Any] | Any]
@@ -98,8 +98,19 @@ class StatementPool:
         retry), as through the SQLAlchemy pool."""
         try:
             pool = self._pool or await self._open()
-            row: asyncpg.Record | None = await pool.fetchrow(sql, *args)
-        except _UNREACHABLE as exc:
+            async with pool.acquire() as conn:
+                try:
+                    row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+                except asyncpg.InternalClientError:
+                    # The server ended the session, and the connection has read its goodbye
+                    # but not yet the socket's end (MagicStack/asyncpg#1069): it refuses any
+                    # statement, and is closed here so the pool opens another.
+                    conn.terminate()
+                    raise
+        except Exception as exc:
+            # A server that cannot be reached (a socket that fails), or that ended the session.
+            if not (isinstance(exc, OSError) or connection_lost(exc)):
+                raise
             log.warning("database connection lost", detail=str(exc))
             raise DatabaseUnavailable(
                 "the database connection was lost; retry", retry_after=DATABASE_RETRY_SECONDS
@@ -122,17 +133,6 @@ class StatementPool:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-
-# A server that refuses or ends sessions (down, restarting, `pg_terminate_backend`, out of
-# connections), and a socket that fails.
-_UNREACHABLE = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.TooManyConnectionsError,
-)
 
 
 async def _decode_json(conn: asyncpg.Connection) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -35,7 +36,17 @@ PROBLEM_JSON = "application/problem+json"
 SIGNER_RETRY_SECONDS = 5
 SLOT_RETRY_SECONDS = 5
 DATABASE_RETRY_SECONDS = 1
-# asyncpg's errors for a session the server ended (`pg_terminate_backend`, a shutdown).
+# asyncpg's errors for a server that ends or refuses sessions (`pg_terminate_backend`, a
+# shutdown, out of connections), and for a connection caught between the server's goodbye and
+# the socket's end (MagicStack/asyncpg#1069: it refuses every statement).
+DRIVER_CONNECTION_LOST: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.InternalClientError,
+)
+# The same, by name, as SQLAlchemy's wrapping of them reports them.
 _CONNECTION_LOST = frozenset(
     {"AdminShutdownError", "ConnectionDoesNotExistError", "CannotConnectNowError"}
 )
@@ -191,6 +202,25 @@ def _node_errors() -> tuple[type[Exception], ...]:
 _NODE_ERRORS = _node_errors()
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether an asyncpg error means the session is gone (the server ended it, or cannot be
+    reached), so a retry on another connection may succeed."""
+    if isinstance(exc, DRIVER_CONNECTION_LOST):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+def _database_unavailable(request: Request) -> JSONResponse:
+    return problem(
+        DatabaseUnavailable.status,
+        DatabaseUnavailable.type,
+        DatabaseUnavailable.title,
+        "the database connection was lost; retry",
+        request.url.path,
+        retry_after=DATABASE_RETRY_SECONDS,
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -213,14 +243,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         causes = {type(exc.orig).__name__, type(getattr(exc.orig, "__cause__", None)).__name__}
         if exc.connection_invalidated or causes & _CONNECTION_LOST:
             log.warning("database connection lost", detail=str(exc.orig), path=request.url.path)
-            return problem(
-                DatabaseUnavailable.status,
-                DatabaseUnavailable.type,
-                DatabaseUnavailable.title,
-                "the database connection was lost; retry",
-                request.url.path,
-                retry_after=DATABASE_RETRY_SECONDS,
-            )
+            return _database_unavailable(request)
         # A value PostgreSQL cannot store (a NUL byte, a number beyond 64 bits) that slipped
         # past validation is bad input, not a server fault; anything else is re-raised.
         if type(exc.orig).__name__ in _BAD_TEXT or "invalid byte sequence" in str(exc.orig):
@@ -232,6 +255,19 @@ def install_problem_handlers(app: FastAPI) -> None:
                 request.url.path,
             )
         raise exc
+
+    async def _driver(request: Request, exc: Exception) -> JSONResponse:
+        # What asyncpg raises outside SQLAlchemy's wrapping: a connection the server ended
+        # while SQLAlchemy was still setting it up (its on-connect codecs: "connection is
+        # closed"). Found by `python -m devtools.faults` (pg-terminate). Any other misuse of a
+        # connection is a bug, and stays a 500.
+        if not connection_lost(exc):
+            raise exc
+        log.warning("database connection lost", detail=str(exc), path=request.url.path)
+        return _database_unavailable(request)
+
+    for driver_error in (asyncpg.InterfaceError, *DRIVER_CONNECTION_LOST):
+        app.add_exception_handler(driver_error, _driver)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

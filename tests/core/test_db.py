@@ -5,6 +5,7 @@ read pool of the hottest routes does the same, opens no transaction and decodes 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 from sqlalchemy import text
@@ -122,3 +123,49 @@ async def test_a_read_the_server_ends_mid_statement_is_unavailable(database_url:
             await asyncio.wait_for(sleeping, timeout=5)
     finally:
         await reads.aclose()
+
+
+async def test_statements_while_the_server_ends_sessions_fail_only_as_unavailable(
+    database_url: str,
+) -> None:
+    """`pg_terminate_backend` against a pool in use: a connection can read the server's
+    goodbye before the socket's end, and then refuses every statement with asyncpg's
+    InternalClientError (MagicStack/asyncpg#1069; found as a 500 of POST /users/register by
+    `python -m devtools.faults`). Every failure is DatabaseUnavailable (503, retry), and the
+    pool serves again once the server stops ending sessions."""
+    statements = StatementPool(database_url, max_size=4)
+    pids: set[int] = set()
+    failures: Counter[str] = Counter()
+    until = asyncio.get_running_loop().time() + 3
+    admin = create_async_engine(database_url)
+
+    async def use() -> None:
+        while asyncio.get_running_loop().time() < until:
+            try:
+                row = await statements.fetchrow("SELECT pg_backend_pid() AS pid")
+                assert row is not None
+                pids.add(row["pid"])
+            except DatabaseUnavailable:
+                failures["unavailable"] += 1
+            except Exception as exc:  # what else escapes is the finding
+                failures[type(exc).__name__] += 1
+            await asyncio.sleep(0)
+
+    async def end_sessions() -> None:
+        async with admin.connect() as conn:
+            while asyncio.get_running_loop().time() < until:
+                await conn.execute(
+                    text("SELECT pg_terminate_backend(p) FROM unnest(CAST(:p AS int[])) p"),
+                    {"p": sorted(pids)},
+                )
+                await asyncio.sleep(0.02)
+
+    try:
+        await asyncio.gather(end_sessions(), *(use() for _ in range(8)))
+        assert failures["unavailable"] > 0  # the server did end sessions in use
+        assert set(failures) == {"unavailable"}, failures
+        again = await statements.fetchrow("SELECT 1 AS one")
+        assert again is not None and again["one"] == 1
+    finally:
+        await statements.aclose()
+        await admin.dispose()
